@@ -1,0 +1,167 @@
+"""The ``recursa`` command line: run, and the tools around a run.
+
+Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 130 interrupted.
+Results go to stdout; progress, warnings and errors to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .budget import Budget
+from .errors import ConfigError, RecursaError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def default_model() -> str:
+    """``$RECURSA_MODEL``, else a hosted model whose key is set, else the embedded one."""
+    if env := os.environ.get("RECURSA_MODEL"):
+        return env
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        return "openai/gpt-5-mini"
+    return "local/qwen2.5-coder-0.5b"
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"recursa: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _read_context(value: str) -> Any:
+    if value == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            fail(f"standard input is not valid UTF-8 (byte offset {exc.start:,})", EXIT_USAGE)
+        if "\x00" in text:
+            fail("standard input looks binary (NUL byte); give UTF-8 text", EXIT_USAGE)
+        return text
+    return Path(value)
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"must be positive, got {value}")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="recursa")
+def main() -> None:
+    """recursa: Recursive Language Models.
+
+    An RLM answers a question about a text far longer than any model's context
+    window. The text is loaded as `context` in a sandboxed Python REPL; a root
+    model writes code to search and split it and calls sub-models on pieces.
+    """
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--context", "-c", "context_arg", required=True, metavar="FILE|-",
+    help="The long input: a UTF-8 text file, or - for standard input.",
+)
+@click.option("--model", "-m", default=None, metavar="M",
+              help="Root model as provider/name (default: $RECURSA_MODEL, openai/gpt-5-mini "
+                   "when OPENAI_API_KEY is set, else the embedded local model).")
+@click.option("--sub-model", default=None, metavar="M",
+              help="Model for llm_query sub-calls (default: the root model).")
+@click.option("--base-url", default=None, metavar="URL",
+              help="An OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp); "
+                   "any model name then goes to it. Default: $OPENAI_BASE_URL.")
+@click.option("--max-depth", default=1, show_default=True, type=click.IntRange(min=0),
+              help="0: no sub-calls; 1: llm_query; 2+: rlm_query starts child RLMs.")
+@click.option("--max-iterations", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Root-model turns per node before it must answer.")
+@click.option("--budget-usd", type=float, default=None, callback=_positive,
+              help="Stop the whole tree once this much is spent.")
+@click.option("--budget-tokens", type=int, default=None, callback=_positive,
+              help="Stop once this many tokens (input + output) are used.")
+@click.option("--budget-calls", type=int, default=None, callback=_positive,
+              help="Stop once this many model calls have started.")
+@click.option("--budget-seconds", type=float, default=None, callback=_positive,
+              help="Stop after this much wall time.")
+@click.option("--cell-timeout", default=120.0, show_default=True, type=float,
+              callback=_positive, help="Seconds a code cell may run before it is interrupted.")
+@click.option("--sandbox", default="subprocess", show_default=True,
+              type=click.Choice(["subprocess", "inprocess", "docker"]),
+              help="Where model code runs. inprocess is NOT a security boundary.")
+@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Sub-calls in flight per model.")
+@click.option("--trace", "trace", default=None, metavar="FILE", is_flag=False,
+              flag_value="", help="Write the trajectory as JSONL (no FILE: ./recursa-runs/).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
+@click.option("--progress/--no-progress", default=None,
+              help="Live progress on stderr (default: on, off with --json).")
+def run(
+    query: str,
+    context_arg: str,
+    model: str | None,
+    sub_model: str | None,
+    base_url: str | None,
+    max_depth: int,
+    max_iterations: int,
+    budget_usd: float | None,
+    budget_tokens: int | None,
+    budget_calls: int | None,
+    budget_seconds: float | None,
+    cell_timeout: float,
+    sandbox: str,
+    concurrency: int,
+    trace: str | None,
+    as_json: bool,
+    progress: bool | None,
+) -> None:
+    """Answer QUERY over the text in --context."""
+    from .progress import progress_sinks
+    from .rlm import RLM
+
+    if not query.strip():
+        fail("the query is empty", EXIT_USAGE)
+    context = _read_context(context_arg)
+    show_progress = progress if progress is not None else not as_json
+    try:
+        rlm = RLM(
+            model or default_model(),
+            sub_model,
+            base_url=base_url,
+            max_depth=max_depth,
+            max_iterations=max_iterations,
+            budget=Budget(budget_usd, budget_tokens, budget_seconds, budget_calls),
+            sandbox=sandbox,
+            cell_timeout=cell_timeout,
+            max_concurrency=concurrency,
+            trace=(True if trace == "" else Path(trace)) if trace is not None else None,
+        )
+        with progress_sinks(show_progress) as sinks:
+            result = rlm.completion(query, context, sinks=sinks)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except RecursaError as exc:
+        fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(result.answer)
+        if result.stopped:
+            click.echo(f"recursa: stopped early ({result.stopped})", err=True)
+    if result.trace:
+        click.echo(f"recursa: trace written to {result.trace}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

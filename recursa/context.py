@@ -1,0 +1,179 @@
+"""The prompt an RLM works over: validated once, described to the model, handed to sandboxes.
+
+A :class:`Context` never sends the text to a model. It knows the context's
+type, its length in characters, the lengths of its items, and a short preview;
+sandboxes get the value itself (in-process) or a file to load (workers). A
+``pathlib.Path`` stays on disk: the host validates it by streaming and never
+holds it in memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ContextError
+
+ContextValue = str | list[str] | dict[str, Any]
+ContextInput = ContextValue | Path
+ContextKind = Literal["str", "list", "dict"]
+FileFormat = Literal["text", "json"]
+
+PREVIEW_CHARS = 300
+_BLOCK = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContextInfo:
+    """What the model is told about its context."""
+
+    kind: ContextKind
+    chars: int
+    item_lengths: tuple[int, ...]  # per item for a list, per key for a dict
+    keys: tuple[str, ...]
+    preview: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, "chars": self.chars, "items": len(self.item_lengths) or None}
+
+
+def _scan_file(path: Path) -> tuple[int, str]:
+    """Count characters and validate UTF-8 by streaming; returns (chars, preview)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    chars = 0
+    preview = ""
+    offset = 0
+    try:
+        with path.open("rb") as fh:
+            while block := fh.read(_BLOCK):
+                if b"\x00" in block:
+                    at = offset + block.index(b"\x00")
+                    raise ContextError(
+                        f"{path}: looks binary (NUL byte at offset {at:,}); "
+                        "give a UTF-8 text file"
+                    )
+                try:
+                    text = decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    raise ContextError(
+                        f"{path}: not valid UTF-8 (byte offset {offset + exc.start:,}); "
+                        "convert it first, e.g. iconv -f latin1 -t utf-8"
+                    ) from None
+                if not preview:
+                    preview = text[:PREVIEW_CHARS]
+                chars += len(text)
+                offset += len(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise ContextError(f"{path}: not valid UTF-8 (truncated character at the end)") from None
+    except IsADirectoryError:
+        raise ContextError(f"{path}: is a directory, not a file") from None
+    except FileNotFoundError:
+        raise ContextError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ContextError(f"{path}: permission denied") from None
+    return chars, preview
+
+
+class Context:
+    """A validated context, from a string, a file, a list of documents or a dict."""
+
+    def __init__(self, value: ContextInput) -> None:
+        self._value: ContextValue | None = None
+        self._path: Path | None = None
+        self._owned_file: Path | None = None
+        self._format: FileFormat = "text"
+        if isinstance(value, Path):
+            if value.is_dir():
+                raise ContextError(f"{value}: is a directory, not a file")
+            chars, preview = _scan_file(value)
+            if chars == 0 or (chars <= PREVIEW_CHARS and not preview.strip()):
+                raise ContextError(f"{value}: the file is empty")
+            self._path = value.resolve()
+            self.info = ContextInfo("str", chars, (), (), preview)
+            return
+        if isinstance(value, str):
+            if not value.strip():
+                raise ContextError("the context is empty")
+            self.info = ContextInfo("str", len(value), (), (), value[:PREVIEW_CHARS])
+        elif isinstance(value, list):
+            if not value:
+                raise ContextError("the context is an empty list")
+            items = [v if isinstance(v, str) else _json_text(v) for v in value]
+            self.info = ContextInfo(
+                "list",
+                sum(map(len, items)),
+                tuple(map(len, items)),
+                (),
+                items[0][:PREVIEW_CHARS],
+            )
+        elif isinstance(value, dict):
+            if not value:
+                raise ContextError("the context is an empty dict")
+            lengths = tuple(len(_json_text(v)) for v in value.values())
+            try:
+                preview = _json_text(value)[:PREVIEW_CHARS]
+            except (TypeError, ValueError) as exc:
+                raise ContextError(f"a dict context must be JSON-serialisable: {exc}") from None
+            self.info = ContextInfo(
+                "dict", sum(lengths), lengths, tuple(map(str, value)), preview
+            )
+            self._format = "json"
+        else:
+            raise ContextError(
+                f"context must be str, list[str], dict or pathlib.Path, not {type(value).__name__}"
+            )
+        if isinstance(value, list):
+            self._format = "json"
+        self._value = value
+
+    @property
+    def path(self) -> Path | None:
+        """The user's file, when the context was given as one."""
+        return self._path
+
+    def value(self) -> ContextValue:
+        """The context as a Python value (reads a file context into memory)."""
+        if self._value is not None:
+            return self._value
+        assert self._path is not None
+        return self._path.read_text(encoding="utf-8")
+
+    def file(self, directory: Path | None = None) -> tuple[Path, FileFormat]:
+        """A file holding the context, for a worker to load: the user's own file when
+        there is one, else written once (UTF-8 text for a str, JSON for a list/dict)."""
+        if self._path is not None:
+            return self._path, "text"
+        if self._owned_file is None:
+            fd, name = tempfile.mkstemp(
+                prefix="recursa-context-", suffix=".json" if self._format == "json" else ".txt",
+                dir=directory,
+            )
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                if self._format == "json":
+                    json.dump(self._value, fh, ensure_ascii=False)
+                else:
+                    assert isinstance(self._value, str)
+                    fh.write(self._value)
+            os.chmod(name, 0o444)
+            self._owned_file = Path(name)
+        return self._owned_file, self._format
+
+    def cleanup(self) -> None:
+        """Remove the file written by :meth:`file`, if any."""
+        if self._owned_file is not None:
+            self._owned_file.unlink(missing_ok=True)
+            self._owned_file = None
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def load_context_arg(value: ContextInput | Context) -> Context:
+    return value if isinstance(value, Context) else Context(value)

@@ -1,0 +1,165 @@
+"""The one model protocol every provider implements, and the logic they share.
+
+A backend subclasses :class:`BaseModel` and implements a single coroutine,
+:meth:`BaseModel._request`. Retries with exponential backoff and jitter,
+pricing and the common signature live here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol, TypedDict, runtime_checkable
+
+from ..errors import ModelError
+from . import pricing
+
+
+class Message(TypedDict):
+    """A chat message in OpenAI's shape; ``content`` may be a list of content parts."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One model reply and what it cost. ``cost_usd`` is ``None`` when unpriced."""
+
+    text: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter for transient provider errors."""
+
+    max_retries: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(self.max_delay, retry_after)
+        cap = min(self.max_delay, self.base_delay * (2**attempt))
+        return random.uniform(cap / 2, cap)
+
+
+class TransientError(Exception):
+    """Raised by a backend for errors worth retrying (429, 5xx, timeouts, resets)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the RLM needs of a model: a name and an async chat completion."""
+
+    @property
+    def spec(self) -> str:
+        """``provider/name``, used for accounting and traces."""
+        ...
+
+    @property
+    def context_window(self) -> int | None: ...
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Completion: ...
+
+
+class BaseModel(abc.ABC):
+    """Shared logic for providers: retries, pricing, token estimates."""
+
+    provider: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 300.0,
+        context_window: int | None = None,
+    ) -> None:
+        self.name = name
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self._context_window = context_window
+
+    @property
+    def spec(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+    @property
+    def context_window(self) -> int | None:
+        return self._context_window
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec}>"
+
+    @abc.abstractmethod
+    async def _request(
+        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+    ) -> Completion:
+        """Send one request. Raise :class:`TransientError` for retryable failures and
+        :class:`~recursa.errors.ModelError` (or a subclass) for permanent ones."""
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        attempt = 0
+        while True:
+            try:
+                completion = await self._request(messages, max_tokens, temperature)
+            except TransientError as exc:
+                if attempt >= self.retry.max_retries:
+                    raise ModelError(
+                        f"{self.spec}: {exc} (gave up after {attempt + 1} attempts)",
+                        status=exc.status,
+                        model=self.spec,
+                    ) from exc
+                await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
+                attempt += 1
+                continue
+            return self._priced(completion)
+
+    def _priced(self, c: Completion) -> Completion:
+        if c.cost_usd is not None:
+            return c
+        cost = pricing.cost(self.spec, c.input_tokens, c.output_tokens, c.cached_tokens)
+        return Completion(c.text, c.model, c.input_tokens, c.output_tokens, c.cached_tokens, cost)
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-free token estimate (4 characters a token), for models that report none."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def message_text(messages: Sequence[Message]) -> str:
+    """All text of a conversation, content parts included, for estimates and cache keys."""
+    out: list[str] = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str):
+            out.append(content)
+        else:
+            out.extend(str(p.get("text", "")) for p in content if p.get("type") == "text")
+    return "\n".join(out)

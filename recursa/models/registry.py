@@ -1,0 +1,90 @@
+"""Resolve ``provider/name`` strings to models through one registry.
+
+Built-in providers register through the same entry-point group third parties
+use (``recursa.providers`` in pyproject.toml), so ``myprovider/some-model``
+works once a plugin package declares::
+
+    [project.entry-points."recursa.providers"]
+    myprovider = "my_package.recursa_plugin:create"
+
+where ``create(name: str, options: ModelOptions) -> Model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from .base import RetryPolicy
+
+if TYPE_CHECKING:
+    from .base import Model
+
+ENTRY_POINT_GROUP = "recursa.providers"
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Settings every provider understands; a provider ignores what it does not need."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float = 300.0
+    retry: RetryPolicy | None = None
+    context_window: int | None = None
+
+
+ProviderFactory = Callable[[str, ModelOptions], "Model"]
+_registered: dict[str, ProviderFactory] = {}
+
+
+def register_provider(name: str, factory: ProviderFactory) -> None:
+    """Register a provider at run time (entry points are the usual way)."""
+    _registered[name] = factory
+
+
+def providers() -> dict[str, ProviderFactory | None]:
+    """Known provider names; entry-point factories are loaded only when used."""
+    known: dict[str, ProviderFactory | None] = {ep.name: None for ep in _entry_points()}
+    known.update(_registered)
+    return known
+
+
+def _entry_points() -> list[object]:
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _factory(provider: str) -> ProviderFactory:
+    if provider in _registered:
+        return _registered[provider]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == provider:
+            factory: ProviderFactory = ep.load()
+            return factory
+    known = ", ".join(sorted(providers())) or "none"
+    raise ConfigError(f"unknown model provider {provider!r} (known: {known})")
+
+
+def resolve(spec: str | Model, options: ModelOptions | None = None) -> Model:
+    """Turn ``"provider/name"`` (or a ready :class:`Model`) into a model.
+
+    With a ``base_url`` a bare name (no provider) means an OpenAI-compatible server.
+    """
+    if not isinstance(spec, str):
+        return spec
+    options = options or ModelOptions()
+    provider, sep, name = spec.partition("/")
+    if not sep or not name:
+        if options.base_url and spec:
+            provider, name = "openai", spec
+        else:
+            raise ConfigError(
+                f"model {spec!r} is not of the form provider/name (e.g. openai/gpt-5-mini)"
+            )
+    if provider not in providers() and options.base_url:
+        # "--base-url http://vllm:8000/v1 --model Qwen/Qwen3-8B": any name goes to that server.
+        provider, name = "openai", spec
+    return _factory(provider)(name, replace(options))

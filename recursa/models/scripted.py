@@ -1,0 +1,79 @@
+"""A deterministic model for tests and demos: a list of replies or a function.
+
+It ships in the package so users can test their own RLM code against recursa
+without a network or a key::
+
+    model = ScriptedModel(["```repl\\nFINAL(len(context))\\n```"])
+    RLM(model=model).completion("How long?", context="abc")
+    model.calls  # every request it received
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from ..errors import ModelError
+from .base import BaseModel, Completion, Message, estimate_tokens, message_text
+
+Reply = str | Exception
+ReplyFunction = Callable[[list[Message]], str | Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class ScriptedCall:
+    """One request the scripted model received."""
+
+    messages: list[Message]
+    reply: str
+
+
+class ScriptedModel(BaseModel):
+    """Plays back replies in order, or asks a function for each reply.
+
+    A list entry that is an exception is raised instead of replied. Token counts
+    are estimates (4 characters a token); cost is zero.
+    """
+
+    provider = "scripted"
+
+    def __init__(
+        self,
+        replies: Sequence[Reply] | ReplyFunction,
+        *,
+        name: str = "scripted",
+        latency: float = 0.0,
+        context_window: int | None = None,
+    ) -> None:
+        super().__init__(name, context_window=context_window)
+        self._replies: list[Reply] | None = None if callable(replies) else list(replies)
+        self._function: ReplyFunction | None = replies if callable(replies) else None
+        self.latency = latency
+        self.calls: list[ScriptedCall] = []
+
+    async def _request(
+        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+    ) -> Completion:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        history = list(messages)
+        if self._function is not None:
+            result = self._function(history)
+            text = await result if isinstance(result, Awaitable) else result
+        else:
+            assert self._replies is not None
+            if not self._replies:
+                raise ModelError(f"{self.spec}: no scripted replies left", model=self.spec)
+            reply = self._replies.pop(0)
+            if isinstance(reply, Exception):
+                raise reply
+            text = reply
+        self.calls.append(ScriptedCall(history, text))
+        return Completion(
+            text=text,
+            model=self.spec,
+            input_tokens=estimate_tokens(message_text(history)),
+            output_tokens=estimate_tokens(text),
+            cost_usd=0.0,
+        )

@@ -1,0 +1,302 @@
+"""The REPL that model-written code runs in: names, cells, output capture, finishing.
+
+This module is shared by every sandbox: the in-process one imports it, the
+worker process runs it. It therefore uses the standard library only and
+imports nothing from recursa, so a worker can load it from a copy of this file
+in its private directory.
+
+The host is reached through one function, ``call_host(name, payload)``, that
+returns a JSON value or raises :class:`HostCallError`. How the call travels
+(a thread hop, a pipe) is the sandbox's business.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import linecache
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+CallHost = Callable[[str, dict[str, Any]], Any]
+
+#: Names the REPL always defines; sub-call names are added by depth.
+CORE_NAMES = ("context", "FINAL", "FINAL_VAR", "answer", "SHOW_VARS", "BUDGET")
+SUBCALL_NAMES = ("llm_query", "llm_batch", "llm_query_batched", "rlm_query", "rlm_batch")
+
+
+class _Final(BaseException):
+    """FINAL()/FINAL_VAR() was called. A BaseException so `except Exception` cannot eat it."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+class HostCallError(RuntimeError):
+    """A call to the host (a sub-call or a tool) failed; the message says why."""
+
+
+class SubcallError(str):
+    """What a failed item of ``llm_batch``/``rlm_batch`` returns.
+
+    It is a ``str`` (``"[error: ...]"``) so code that joins answers keeps working,
+    and ``isinstance(x, SubcallError)`` tells failures apart; ``.error`` holds
+    the message.
+    """
+
+    error: str
+
+    def __new__(cls, error: str) -> SubcallError:
+        self = super().__new__(cls, f"[error: {error}]")
+        self.error = error
+        return self
+
+
+class _CappedBuffer(io.TextIOBase):
+    """Keeps the first ``limit`` characters written and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.kept = 0
+        self.total = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        n = len(s)
+        self.total += n
+        if self.kept < self.limit:
+            piece = s[: self.limit - self.kept]
+            self.parts.append(piece)
+            self.kept += len(piece)
+        return n
+
+    def getvalue(self) -> str:
+        text = "".join(self.parts)
+        if self.total > self.kept:
+            text += (
+                f"\n[output truncated: showing the first {self.kept:,} of "
+                f"{self.total:,} characters]"
+            )
+        return text
+
+
+class _ThreadStream(io.TextIOBase):
+    """sys.stdout/sys.stderr replacement that writes to the current thread's cell buffer.
+
+    Installed once per process, so REPLs running in parallel threads never swap
+    the process-wide streams under each other.
+    """
+
+    _local = threading.local()
+
+    def __init__(self, fallback: Any) -> None:
+        self.fallback = fallback
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        buffer: _CappedBuffer | None = getattr(self._local, "buffer", None)
+        if buffer is None:
+            return int(self.fallback.write(s))
+        return buffer.write(s)
+
+    def flush(self) -> None:
+        if getattr(self._local, "buffer", None) is None:
+            self.fallback.flush()
+
+
+_install_lock = threading.Lock()
+
+
+def _install_streams() -> None:
+    with _install_lock:
+        if not isinstance(sys.stdout, _ThreadStream):
+            sys.stdout = _ThreadStream(sys.stdout)
+        if not isinstance(sys.stderr, _ThreadStream):
+            sys.stderr = _ThreadStream(sys.stderr)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str | list | dict | tuple | set | bytes):
+        return f"{type(value).__name__}, len {len(value):,}"
+    return type(value).__name__
+
+
+class Repl:
+    """One persistent namespace and the functions the model may call in it."""
+
+    def __init__(
+        self,
+        context: Any,
+        call_host: CallHost,
+        *,
+        subcalls: bool = True,
+        tools: Sequence[dict[str, str]] = (),
+        max_output_chars: int = 20_000,
+    ) -> None:
+        self.call_host = call_host
+        self.max_output_chars = max_output_chars
+        self.cells = 0
+        ns: dict[str, Any] = {"__name__": "__repl__", "__builtins__": __builtins__}
+        ns["context"] = context
+        ns["answer"] = {"content": "", "ready": False}
+        ns["FINAL"] = self._final
+        ns["FINAL_VAR"] = self._final_var
+        ns["SHOW_VARS"] = self._show_vars
+        ns["BUDGET"] = self._budget
+        ns["SubcallError"] = SubcallError
+        if subcalls:
+            ns["llm_query"] = self._llm_query
+            ns["llm_batch"] = ns["llm_query_batched"] = self._llm_batch
+            ns["rlm_query"] = self._rlm_query
+            ns["rlm_batch"] = self._rlm_batch
+        for tool in tools:
+            ns[tool["name"]] = self._tool_stub(tool)
+        self.namespace = ns
+        self._reserved = set(ns)
+        _install_streams()
+
+    # -- functions visible to the model --------------------------------------
+    def _final(self, value: Any = "") -> None:
+        raise _Final(_as_answer(value))
+
+    def _final_var(self, name_or_value: Any) -> None:
+        if isinstance(name_or_value, str):
+            key = name_or_value.strip().strip("'\"")
+            if key.isidentifier():
+                if key not in self.namespace:
+                    raise NameError(
+                        f"FINAL_VAR: no variable named {key!r}; create it first, "
+                        "or use FINAL(text) to answer with literal text"
+                    )
+                raise _Final(_as_answer(self.namespace[key]))
+        raise _Final(_as_answer(name_or_value))
+
+    def _show_vars(self) -> dict[str, str]:
+        """The user's variables and their types/sizes."""
+        return {
+            k: _describe(v)
+            for k, v in self.namespace.items()
+            if (not k.startswith("_") and k not in self._reserved) or k in ("context", "answer")
+        }
+
+    def _budget(self) -> Any:
+        """What is left of the run's budget: usd, tokens, calls, seconds (None = unlimited)."""
+        return self.call_host("budget", {})
+
+    def _llm_query(self, prompt: Any, model: str | None = None, **kwargs: Any) -> str:
+        payload = {"prompt": _text(prompt), "model": model, **kwargs}
+        return str(self.call_host("llm_query", payload))
+
+    def _llm_batch(self, prompts: Sequence[Any], model: str | None = None, **kwargs: Any) -> Any:
+        payload = {"prompts": [_text(p) for p in prompts], "model": model, **kwargs}
+        return _batch_results(self.call_host("llm_batch", payload))
+
+    def _rlm_query(self, prompt: Any, context: Any = None, **kwargs: Any) -> str:
+        payload = {"prompt": _text(prompt), "context": context, **kwargs}
+        return str(self.call_host("rlm_query", payload))
+
+    def _rlm_batch(self, prompts: Sequence[Any], contexts: Sequence[Any] | None = None) -> Any:
+        payload = {"prompts": [_text(p) for p in prompts], "contexts": contexts}
+        return _batch_results(self.call_host("rlm_batch", payload))
+
+    def _tool_stub(self, tool: dict[str, str]) -> Callable[..., Any]:
+        name = tool["name"]
+
+        def stub(*args: Any, **kwargs: Any) -> Any:
+            return self.call_host("tool", {"name": name, "args": list(args), "kwargs": kwargs})
+
+        stub.__name__ = name
+        stub.__doc__ = tool.get("doc") or None
+        return stub
+
+    # -- running cells ---------------------------------------------------------
+    def run(self, code: str) -> dict[str, Any]:
+        """Run one cell. Returns ``{"output", "error", "final", "duration_s"}``.
+
+        Printed output is capped at ``max_output_chars`` with a note; a traceback
+        is returned as ``error``; the value of a trailing expression is printed,
+        as in a notebook.
+        """
+        self.cells += 1
+        filename = f"<cell {self.cells}>"
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        buffer = _CappedBuffer(self.max_output_chars)
+        local = _ThreadStream._local
+        local.buffer = buffer
+        error: str | None = None
+        final: str | None = None
+        start = time.perf_counter()
+        try:
+            self._execute(code, filename)
+        except _Final as done:
+            final = done.value
+        except SyntaxError as exc:
+            error = "".join(traceback.format_exception_only(type(exc), exc))
+        except BaseException as exc:  # the model must see every failure, interrupts included
+            error = _format_traceback(exc, filename)
+        finally:
+            local.buffer = None
+        if final is None and self.namespace.get("answer", {}).get("ready") is True:
+            final = _as_answer(self.namespace["answer"].get("content", ""))
+        return {
+            "output": buffer.getvalue(),
+            "error": error,
+            "final": final,
+            "duration_s": time.perf_counter() - start,
+        }
+
+    def _execute(self, code: str, filename: str) -> None:
+        tree = ast.parse(code, filename, "exec")
+        last: ast.Expr | None = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = tree.body.pop()  # type: ignore[assignment]
+        exec(compile(tree, filename, "exec"), self.namespace)
+        if last is not None:
+            expr = ast.Expression(last.value)
+            value = eval(compile(expr, filename, "eval"), self.namespace)
+            if value is not None:
+                print(repr(value) if not isinstance(value, str) else value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _as_answer(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        try:
+            return json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def _batch_results(results: Any) -> list[Any]:
+    out: list[Any] = []
+    for item in results:
+        if isinstance(item, dict) and "error" in item:
+            out.append(SubcallError(str(item["error"])))
+        else:
+            out.append(item)
+    return out
+
+
+def _format_traceback(exc: BaseException, filename: str) -> str:
+    # Drop the runtime's own frames: the model only needs to see its code.
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell"):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()

@@ -1,0 +1,210 @@
+"""Trajectory events, written as JSONL while the run goes.
+
+Each event is one JSON object per line with ``"v": 1``, ``type``, ``t`` (unix
+seconds), ``run_id``, ``node_id``, ``parent_id`` and ``depth``. Events are
+flushed as they happen, so an interrupted run leaves a readable trace. Size is
+linear in what happened: a turn records only the messages it added, never the
+whole history, and strings longer than ``max_chars`` are cut with their full
+length kept beside them (``<field>_chars``). The schema is in docs/trace.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+EventType = Literal[
+    "run_start", "node_start", "model_call", "cell", "subcall", "node_end", "run_end"
+]
+EVENT_TYPES: frozenset[str] = frozenset(EventType.__args__)  # type: ignore[attr-defined]
+SCHEMA_VERSION = 1
+DEFAULT_MAX_CHARS = 10_000
+TRUNCATION_MARK = "…[truncated]"
+
+Event = dict[str, Any]
+Sink = Callable[[Event], None]
+
+
+def _clip(value: Any, max_chars: int) -> tuple[Any, int | None]:
+    if isinstance(value, str) and len(value) > max_chars:
+        return value[:max_chars] + TRUNCATION_MARK, len(value)
+    return value, None
+
+
+def clip_event(event: Event, max_chars: int) -> Event:
+    """A copy of ``event`` whose long strings are cut, with ``<key>_chars`` full lengths."""
+    out: Event = {}
+    for key, value in event.items():
+        if key == "messages" and isinstance(value, list):
+            out[key] = [clip_event(m, max_chars) if isinstance(m, dict) else m for m in value]
+            continue
+        clipped, full = _clip(value, max_chars)
+        out[key] = clipped
+        if full is not None:
+            out[f"{key}_chars"] = full
+    return out
+
+
+class JsonlSink:
+    """Appends events to a file, one line each, flushed per event."""
+
+    def __init__(self, path: Path, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+        self.path = path
+        self.max_chars = max_chars
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] | None = path.open("w", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        if self._fh is None:
+            return
+        line = json.dumps(clip_event(event, self.max_chars), ensure_ascii=False, default=str)
+        self._fh.write(line + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class Tracer:
+    """Fans events out to sinks (a JSONL file, the progress display, exporters)."""
+
+    def __init__(self, run_id: str, sinks: list[Sink] | None = None) -> None:
+        self.run_id = run_id
+        self.sinks: list[Sink] = list(sinks or [])
+        self._ids: dict[str, int] = {}
+
+    def new_id(self, prefix: str) -> str:
+        """Sequential ids per prefix: ``n0, n1, ...`` for nodes, ``c1, c2, ...`` for calls."""
+        n = self._ids.get(prefix, 0)
+        self._ids[prefix] = n + 1
+        return f"{prefix}{n}"
+
+    def emit(
+        self,
+        type: EventType,
+        node_id: str,
+        parent_id: str | None,
+        depth: int,
+        **fields: Any,
+    ) -> None:
+        event: Event = {
+            "v": SCHEMA_VERSION,
+            "type": type,
+            "t": time.time(),
+            "run_id": self.run_id,
+            "node_id": node_id,
+            "parent_id": parent_id,
+            "depth": depth,
+        }
+        event.update(fields)
+        for sink in self.sinks:
+            sink(event)
+
+    def notify(self, type: str, node_id: str, **fields: Any) -> None:
+        """An ephemeral notice (e.g. ``call_start``) for live sinks only; never written."""
+        event: Event = {"type": type, "t": time.time(), "node_id": node_id, **fields}
+        for sink in self.sinks:
+            if getattr(sink, "live", False):
+                sink(event)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            if getattr(sink, "live", False):
+                continue  # live sinks belong to the caller, who closes them
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+
+
+# -- reading -------------------------------------------------------------------
+
+
+@dataclass
+class TraceNode:
+    """One node of the recursion tree, with the events that belong to it."""
+
+    node_id: str
+    parent_id: str | None
+    depth: int
+    start: Event | None = None
+    end: Event | None = None
+    events: list[Event] = field(default_factory=list)
+    children: list[TraceNode] = field(default_factory=list)
+
+    def walk(self) -> Iterator[TraceNode]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass
+class Trace:
+    """A loaded trace: the tree, the run's first and last events, and skipped lines."""
+
+    root: TraceNode | None
+    nodes: dict[str, TraceNode]
+    run_start: Event | None
+    run_end: Event | None
+    events: list[Event]
+    warnings: list[str]
+
+
+def read_events(path: str | Path) -> tuple[list[Event], list[str]]:
+    """Parse a JSONL trace; malformed lines are skipped and reported, not fatal."""
+    events: list[Event] = []
+    warnings: list[str] = []
+    with Path(path).open(encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError as exc:
+                warnings.append(f"line {lineno}: not JSON ({exc.msg})")
+                continue
+            if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+                warnings.append(f"line {lineno}: not a recursa trace event")
+                continue
+            events.append(event)
+    return events, warnings
+
+
+def load(path: str | Path) -> Trace:
+    """Rebuild the recursion tree of a (possibly unfinished) trace file."""
+    events, warnings = read_events(path)
+    nodes: dict[str, TraceNode] = {}
+    run_start = run_end = None
+    for event in events:
+        node_id = str(event.get("node_id"))
+        node = nodes.get(node_id)
+        if node is None:
+            node = nodes[node_id] = TraceNode(
+                node_id, event.get("parent_id"), int(event.get("depth", 0))
+            )
+        kind = event["type"]
+        if kind == "run_start":
+            run_start = event
+        elif kind == "run_end":
+            run_end = event
+        elif kind == "node_start":
+            node.start = event
+            node.parent_id = event.get("parent_id")
+            node.depth = int(event.get("depth", 0))
+        elif kind == "node_end":
+            node.end = event
+        else:
+            node.events.append(event)
+    root = None
+    for node in nodes.values():
+        parent = nodes.get(node.parent_id) if node.parent_id else None
+        if parent is not None:
+            parent.children.append(node)
+        elif root is None or node.depth < root.depth:
+            root = node
+    return Trace(root, nodes, run_start, run_end, events, warnings)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from recursa.parsing import FinalSpec, find_final, parse_reply
+
+
+def test_several_cells_run_in_order() -> None:
+    reply = "First\n```repl\nx = 1\n```\nthen\n```python\nprint(x)\n```\n"
+    parsed = parse_reply(reply)
+    assert parsed.cells == ["x = 1\n", "print(x)\n"]
+    assert parsed.final is None
+
+
+def test_other_fences_are_not_code() -> None:
+    parsed = parse_reply("```text\nnot code\n```\n```bash\nls\n```")
+    assert parsed.cells == []
+
+
+def test_no_code_at_all() -> None:
+    parsed = parse_reply("I think the answer is 4.")
+    assert parsed.cells == [] and parsed.final is None
+
+
+def test_unterminated_fence_counts_up_to_the_end() -> None:
+    parsed = parse_reply("```repl\nx = 1\nprint(x)")
+    assert parsed.cells == ["x = 1\nprint(x)\n"]
+
+
+def test_final_as_plain_text() -> None:
+    assert parse_reply("Done.\nFINAL(42 apples)").final == FinalSpec("text", "42 apples")
+
+
+def test_final_with_quotes_and_nested_parentheses() -> None:
+    assert find_final('FINAL("f(x) = 2")') == FinalSpec("text", "f(x) = 2")
+    assert find_final("FINAL(the sum (of both) is 3)") == FinalSpec("text", "the sum (of both) is 3")
+
+
+def test_final_var_as_plain_text() -> None:
+    assert parse_reply("FINAL_VAR(result)").final == FinalSpec("var", "result")
+
+
+def test_final_inside_code_is_not_prose() -> None:
+    parsed = parse_reply("```repl\nFINAL(x)\n```")
+    assert parsed.final is None and parsed.cells == ["FINAL(x)\n"]
+
+
+def test_final_mentioned_mid_sentence_is_ignored() -> None:
+    assert find_final("I will call FINAL(answer) later") is None
+
+
+def test_multiline_final() -> None:
+    assert find_final("FINAL(line one\nline two)") == FinalSpec("text", "line one\nline two")
+
+
+def test_last_final_wins() -> None:
+    assert find_final("FINAL(a)\nFINAL(b)") == FinalSpec("text", "b")
+
+
+def test_empty_code_block_is_skipped() -> None:
+    assert parse_reply("```repl\n\n```").cells == []
