@@ -186,9 +186,7 @@ class Ledger:
         with self._lock:
             b, u = self.budget, self._total
             mine: dict[str, float | int | None] = {
-                "usd": None
-                if b.usd is None
-                else max(0.0, b.usd - (u.cost_usd or 0.0)),
+                "usd": None if b.usd is None else max(0.0, b.usd - (u.cost_usd or 0.0)),
                 "tokens": None if b.tokens is None else max(0, b.tokens - u.total_tokens),
                 "calls": None if b.calls is None else max(0, b.calls - self._started_calls),
                 "seconds": None

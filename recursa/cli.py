@@ -70,41 +70,113 @@ def main() -> None:
 @main.command()
 @click.argument("query")
 @click.option(
-    "--context", "-c", "context_arg", required=True, metavar="FILE|-",
+    "--context",
+    "-c",
+    "context_arg",
+    required=True,
+    metavar="FILE|-",
     help="The long input: a UTF-8 text file, or - for standard input.",
 )
-@click.option("--model", "-m", default=None, metavar="M",
-              help="Root model as provider/name (default: $RECURSA_MODEL, openai/gpt-5-mini "
-                   "when OPENAI_API_KEY is set, else the embedded local model).")
-@click.option("--sub-model", default=None, metavar="M",
-              help="Model for llm_query sub-calls (default: the root model).")
-@click.option("--base-url", default=None, metavar="URL",
-              help="An OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp); "
-                   "any model name then goes to it. Default: $OPENAI_BASE_URL.")
-@click.option("--max-depth", default=1, show_default=True, type=click.IntRange(min=0),
-              help="0: no sub-calls; 1: llm_query; 2+: rlm_query starts child RLMs.")
-@click.option("--max-iterations", default=30, show_default=True, type=click.IntRange(min=1),
-              help="Root-model turns per node before it must answer.")
-@click.option("--budget-usd", type=float, default=None, callback=_positive,
-              help="Stop the whole tree once this much is spent.")
-@click.option("--budget-tokens", type=int, default=None, callback=_positive,
-              help="Stop once this many tokens (input + output) are used.")
-@click.option("--budget-calls", type=int, default=None, callback=_positive,
-              help="Stop once this many model calls have started.")
-@click.option("--budget-seconds", type=float, default=None, callback=_positive,
-              help="Stop after this much wall time.")
-@click.option("--cell-timeout", default=120.0, show_default=True, type=float,
-              callback=_positive, help="Seconds a code cell may run before it is interrupted.")
-@click.option("--sandbox", default="subprocess", show_default=True,
-              type=click.Choice(["subprocess", "inprocess", "docker"]),
-              help="Where model code runs. inprocess is NOT a security boundary.")
-@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(min=1),
-              help="Sub-calls in flight per model.")
-@click.option("--trace", "trace", default=None, metavar="FILE", is_flag=False,
-              flag_value="", help="Write the trajectory as JSONL (no FILE: ./recursa-runs/).")
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    metavar="M",
+    help="Root model as provider/name (default: $RECURSA_MODEL, openai/gpt-5-mini "
+    "when OPENAI_API_KEY is set, else the embedded local model).",
+)
+@click.option(
+    "--sub-model",
+    default=None,
+    metavar="M",
+    help="Model for llm_query sub-calls (default: the root model).",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="An OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp); "
+    "any model name then goes to it. Default: $OPENAI_BASE_URL.",
+)
+@click.option(
+    "--max-depth",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="0: no sub-calls; 1: llm_query; 2+: rlm_query starts child RLMs.",
+)
+@click.option(
+    "--max-iterations",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Root-model turns per node before it must answer.",
+)
+@click.option(
+    "--budget-usd",
+    type=float,
+    default=None,
+    callback=_positive,
+    help="Stop the whole tree once this much is spent.",
+)
+@click.option(
+    "--budget-tokens",
+    type=int,
+    default=None,
+    callback=_positive,
+    help="Stop once this many tokens (input + output) are used.",
+)
+@click.option(
+    "--budget-calls",
+    type=int,
+    default=None,
+    callback=_positive,
+    help="Stop once this many model calls have started.",
+)
+@click.option(
+    "--budget-seconds",
+    type=float,
+    default=None,
+    callback=_positive,
+    help="Stop after this much wall time.",
+)
+@click.option(
+    "--cell-timeout",
+    default=120.0,
+    show_default=True,
+    type=float,
+    callback=_positive,
+    help="Seconds a code cell may run before it is interrupted.",
+)
+@click.option(
+    "--sandbox",
+    default="subprocess",
+    show_default=True,
+    type=click.Choice(["subprocess", "inprocess", "docker"]),
+    help="Where model code runs. inprocess is NOT a security boundary.",
+)
+@click.option(
+    "--concurrency",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sub-calls in flight per model.",
+)
+@click.option(
+    "--trace",
+    "trace",
+    default=None,
+    metavar="FILE",
+    is_flag=False,
+    flag_value="",
+    help="Write the trajectory as JSONL (no FILE: ./recursa-runs/).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
-@click.option("--progress/--no-progress", default=None,
-              help="Live progress on stderr (default: on, off with --json).")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Live progress on stderr (default: on, off with --json).",
+)
 def run(
     query: str,
     context_arg: str,

@@ -54,8 +54,7 @@ def _scan_file(path: Path) -> tuple[int, str]:
                 if b"\x00" in block:
                     at = offset + block.index(b"\x00")
                     raise ContextError(
-                        f"{path}: looks binary (NUL byte at offset {at:,}); "
-                        "give a UTF-8 text file"
+                        f"{path}: looks binary (NUL byte at offset {at:,}); give a UTF-8 text file"
                     )
                 try:
                     text = decoder.decode(block)
@@ -120,9 +119,7 @@ class Context:
                 preview = _json_text(value)[:PREVIEW_CHARS]
             except (TypeError, ValueError) as exc:
                 raise ContextError(f"a dict context must be JSON-serialisable: {exc}") from None
-            self.info = ContextInfo(
-                "dict", sum(lengths), lengths, tuple(map(str, value)), preview
-            )
+            self.info = ContextInfo("dict", sum(lengths), lengths, tuple(map(str, value)), preview)
             self._format = "json"
         else:
             raise ContextError(
@@ -151,7 +148,8 @@ class Context:
             return self._path, "text"
         if self._owned_file is None:
             fd, name = tempfile.mkstemp(
-                prefix="recursa-context-", suffix=".json" if self._format == "json" else ".txt",
+                prefix="recursa-context-",
+                suffix=".json" if self._format == "json" else ".txt",
                 dir=directory,
             )
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -1,19 +1,19 @@
 """Every exception recursa raises.
 
-    RecursaError                 root of everything recursa raises on purpose
-    ├── ConfigError              misuse: bad argument, unknown provider, bad input file
-    │   └── ContextError         the context cannot be used (missing, empty, binary, ...)
-    ├── ModelError               a model request failed after retries
-    │   ├── AuthenticationError  401/403, or no API key at all
-    │   ├── ModelNotFoundError   the provider does not know the model (404)
-    │   └── ContextWindowError   the prompt does not fit the model's window
-    ├── BudgetExceeded           a Budget ran out; no new call may start
-    └── SandboxError             the sandbox could not run code (start failure, dead worker)
-        └── WorkerCrashed        the worker process died during a cell
+RecursaError                 root of everything recursa raises on purpose
+├── ConfigError              misuse: bad argument, unknown provider, bad input file
+│   └── ContextError         the context cannot be used (missing, empty, binary, ...)
+├── ModelError               a model request failed after retries
+│   ├── AuthenticationError  401/403, or no API key at all
+│   ├── ModelNotFoundError   the provider does not know the model (404)
+│   └── ContextWindowError   the prompt does not fit the model's window
+├── BudgetExceeded           a Budget ran out; no new call may start
+└── SandboxError             the sandbox could not run code (start failure, dead worker)
+    └── WorkerCrashed        the worker process died during a cell
 
-    FinalAnswer(BaseException)   control flow inside the REPL: FINAL(...) was called.
-                                 A BaseException so `except Exception:` in model code
-                                 cannot swallow it.
+FinalAnswer(BaseException)   control flow inside the REPL: FINAL(...) was called.
+                             A BaseException so `except Exception:` in model code
+                             cannot swallow it.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class WorkerCrashed(SandboxError):
     """The sandbox worker process died while running a cell."""
 
 
-class FinalAnswer(BaseException):  # noqa: N818 - control flow, not an error
+class FinalAnswer(BaseException):
     """Raised inside the REPL by FINAL()/FINAL_VAR() to end the cell and the run."""
 
     def __init__(self, value: str):

@@ -61,7 +61,7 @@ class ProgressSink:
             s.tokens += usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
             cost = usage.get("cost_usd")
             s.cost = None if cost is None or s.cost is None else s.cost + cost
-            if event.get("purpose") == "turn" and node in s.nodes:
+            if event.get("purpose") == "turn" and node in s.nodes and not event.get("error"):
                 s.nodes[node] = (s.nodes[node][0], event.get("iteration") or 0)
                 if self._live is None:
                     self.console.print(self._line(node), highlight=False)
@@ -89,11 +89,12 @@ class ProgressSink:
             table.add_row(node, str(depth), str(iteration))
         return table
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        self.console.print(f"recursa: done · {self._summary()}", highlight=False)
+        if not failed:
+            self.console.print(f"recursa: done · {self._summary()}", highlight=False)
 
 
 @contextmanager
@@ -102,8 +103,10 @@ def progress_sinks(enabled: bool) -> Iterator[list[Sink]]:
     if not enabled:
         yield []
         return
-    sink = ProgressSink(Console(file=sys.stderr))
+    sink = ProgressSink(Console(file=sys.stderr, soft_wrap=True))
     try:
         yield [sink]
-    finally:
-        sink.close()
+    except BaseException:
+        sink.close(failed=True)
+        raise
+    sink.close()

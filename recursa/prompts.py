@@ -127,11 +127,7 @@ def cell_feedback(results: Sequence[CellResult], remaining_iterations: int) -> s
         for note in r.notes:
             body += f"\n[{note}]"
         parts.append(f"{head}\n{body}")
-    hint = (
-        f"{remaining_iterations} turns left. "
-        if remaining_iterations <= 3
-        else ""
-    )
+    hint = f"{remaining_iterations} turns left. " if remaining_iterations <= 3 else ""
     return "\n\n".join(parts) + f"\n\n{hint}Continue, or call FINAL(...) when you know the answer."
 
 

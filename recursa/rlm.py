@@ -10,6 +10,7 @@ anywhere is charged to one :class:`~recursa.budget.Ledger`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -108,7 +109,9 @@ class RLM:
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if sandbox not in SANDBOXES:
-            raise ConfigError(f"unknown sandbox {sandbox!r} (choose one of: {', '.join(SANDBOXES)})")
+            raise ConfigError(
+                f"unknown sandbox {sandbox!r} (choose one of: {', '.join(SANDBOXES)})"
+            )
         self.options = ModelOptions(base_url=base_url, api_key=api_key, timeout=request_timeout)
         self.model = resolve(model, self.options)
         self.sub_model = resolve(sub_model, self.options) if sub_model is not None else self.model
@@ -166,17 +169,27 @@ class _Run:
             [JsonlSink(self.trace_path, rlm.trace_max_chars)] if self.trace_path else []
         )
         self.tracer = Tracer(self.run_id, file_sinks + sinks)
-        self.models: dict[str, Model] = {rlm.model.spec: rlm.model, rlm.sub_model.spec: rlm.sub_model}
+        self.models: dict[str, Model] = {}
+        self.resources = contextlib.AsyncExitStack()
+        self._held: set[int] = set()
         self.limits: dict[str, asyncio.Semaphore] = {}
         self.depth_reached = 0
         self.isolation = ""
 
     def model_for(self, spec: str | None, default: Model) -> Model:
-        if spec is None:
+        """``default``, or the model a sub-call names (resolved once per run)."""
+        if spec is None or spec == default.spec:
             return default
         if spec not in self.models:
             self.models[spec] = resolve(spec, self.rlm.options)
         return self.models[spec]
+
+    async def _hold(self, model: Model) -> None:
+        """Keep a model's connections open until the run ends, then release them."""
+        if id(model) not in self._held:
+            self._held.add(id(model))
+            if isinstance(model, contextlib.AbstractAsyncContextManager):
+                await self.resources.enter_async_context(model)
 
     async def call_model(
         self,
@@ -190,6 +203,7 @@ class _Run:
         iteration: int | None = None,
     ) -> str:
         """One model request, charged to the node's ledger (and so to every ancestor's)."""
+        await self._hold(model)
         node.ledger.begin_call()
         limit = self.limits.setdefault(model.spec, asyncio.Semaphore(self.rlm.max_concurrency))
         t0 = time.time()
@@ -199,13 +213,23 @@ class _Run:
                 completion = await model.complete(messages)
             except RecursaError as exc:
                 node.emit(
-                    "model_call", call_id=call_id, purpose=purpose, iteration=iteration,
-                    model=model.spec, t0=t0, duration_s=time.time() - t0, depth=depth,
-                    usage=Usage().to_dict(), error=str(exc),
+                    "model_call",
+                    call_id=call_id,
+                    purpose=purpose,
+                    iteration=iteration,
+                    model=model.spec,
+                    t0=t0,
+                    duration_s=time.time() - t0,
+                    depth=depth,
+                    usage=Usage().to_dict(),
+                    error=str(exc),
                 )
                 raise
         usage = Usage(
-            completion.input_tokens, completion.output_tokens, completion.cached_tokens, 1,
+            completion.input_tokens,
+            completion.output_tokens,
+            completion.cached_tokens,
+            1,
             completion.cost_usd,
         )
         node.ledger.charge(model.spec, depth, usage)
@@ -214,9 +238,16 @@ class _Run:
         if purpose == "turn":
             extra = {"messages": node.untraced_messages(), "response": completion.text}
         node.emit(
-            "model_call", call_id=call_id, purpose=purpose, iteration=iteration,
-            model=model.spec, t0=t0, duration_s=time.time() - t0, depth=depth,
-            usage=usage.to_dict(), **extra,
+            "model_call",
+            call_id=call_id,
+            purpose=purpose,
+            iteration=iteration,
+            model=model.spec,
+            t0=t0,
+            duration_s=time.time() - t0,
+            depth=depth,
+            usage=usage.to_dict(),
+            **extra,
         )
         return completion.text
 
@@ -225,15 +256,23 @@ class _Run:
         started = time.monotonic()
         root = _Node(self, query, context, depth=0, parent=None, ledger=self.ledger)
         self.tracer.emit(
-            "run_start", root.node_id, None, 0,
-            query=query, model=rlm.model.spec, sub_model=rlm.sub_model.spec,
-            max_depth=rlm.max_depth, max_iterations=rlm.max_iterations,
-            budget=_budget_dict(rlm.budget), sandbox=rlm.sandbox,
+            "run_start",
+            root.node_id,
+            None,
+            0,
+            query=query,
+            model=rlm.model.spec,
+            sub_model=rlm.sub_model.spec,
+            max_depth=rlm.max_depth,
+            max_iterations=rlm.max_iterations,
+            budget=_budget_dict(rlm.budget),
+            sandbox=rlm.sandbox,
             context=context.info.to_dict(),
         )
         error: str | None = None
         try:
-            outcome = await root.solve()
+            async with self.resources:
+                outcome = await root.solve()
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             self._end(root, "", None, error, started, iterations=root.iterations)
@@ -253,15 +292,29 @@ class _Run:
         return result
 
     def _end(
-        self, root: _Node, answer: str, stopped: str | None, error: str | None,
-        started: float, *, iterations: int,
+        self,
+        root: _Node,
+        answer: str,
+        stopped: str | None,
+        error: str | None,
+        started: float,
+        *,
+        iterations: int,
     ) -> None:
         report = self.ledger.report()
         self.tracer.emit(
-            "run_end", root.node_id, None, 0,
-            answer=answer, usage=report.to_dict(), cost_usd=report.cost_usd,
-            iterations=iterations, depth_reached=self.depth_reached, stopped=stopped,
-            error=error, duration_s=time.monotonic() - started,
+            "run_end",
+            root.node_id,
+            None,
+            0,
+            answer=answer,
+            usage=report.to_dict(),
+            cost_usd=report.cost_usd,
+            iterations=iterations,
+            depth_reached=self.depth_reached,
+            stopped=stopped,
+            error=error,
+            duration_s=time.monotonic() - started,
         )
         self.tracer.close()
 
@@ -269,8 +322,12 @@ class _Run:
 def _budget_dict(budget: Budget | None) -> dict[str, Any] | None:
     if budget is None:
         return None
-    return {"usd": budget.usd, "tokens": budget.tokens, "seconds": budget.seconds,
-            "calls": budget.calls}
+    return {
+        "usd": budget.usd,
+        "tokens": budget.tokens,
+        "seconds": budget.seconds,
+        "calls": budget.calls,
+    }
 
 
 @dataclass
@@ -318,8 +375,11 @@ class _Node:
         rlm = self.run.rlm
         started = time.monotonic()
         self.emit(
-            "node_start", query=self.query, context=self.context.info.to_dict(),
-            model=self.model.spec, parent_call_id=self.parent_call_id,
+            "node_start",
+            query=self.query,
+            context=self.context.info.to_dict(),
+            model=self.model.spec,
+            parent_call_id=self.parent_call_id,
         )
         sandbox = make_sandbox(rlm.sandbox)
         self._sandbox = sandbox
@@ -343,10 +403,13 @@ class _Node:
         finally:
             await sandbox.close()
             self.emit(
-                "node_end", answer=outcome.answer, iterations=self.iterations,
+                "node_end",
+                answer=outcome.answer,
+                iterations=self.iterations,
                 stopped=outcome.stopped if error is None else "error",
                 usage=Usage.to_dict(self.ledger.report()),
-                duration_s=time.monotonic() - started, error=error,
+                duration_s=time.monotonic() - started,
+                error=error,
             )
         return outcome
 
@@ -381,7 +444,9 @@ class _Node:
             parsed = parse_reply(reply)
             if not parsed.cells:
                 if parsed.final is not None:
-                    answer = await self._resolve_final(sandbox, parsed.final.kind, parsed.final.value)
+                    answer = await self._resolve_final(
+                        sandbox, parsed.final.kind, parsed.final.value
+                    )
                     if answer is not None:
                         return _Outcome(answer, None)
                     continue
@@ -409,8 +474,13 @@ class _Node:
     async def _turn(self, iteration: int) -> str:
         call_id = self.run.tracer.new_id("c")
         text = await self.run.call_model(
-            self.model, self.messages, node=self, depth=self.depth, purpose="turn",
-            call_id=call_id, iteration=iteration,
+            self.model,
+            self.messages,
+            node=self,
+            depth=self.depth,
+            purpose="turn",
+            call_id=call_id,
+            iteration=iteration,
         )
         self.messages.append({"role": "assistant", "content": text})
         return text
@@ -432,9 +502,17 @@ class _Node:
         t0 = time.time()
         result = await sandbox.run(code, timeout=self.run.rlm.cell_timeout)
         self.emit(
-            "cell", iteration=iteration, index=index, code=code, output=result.output,
-            error=result.error, t0=t0, duration_s=time.time() - t0, final=result.final,
-            timed_out=result.timed_out, restarted=result.restarted,
+            "cell",
+            iteration=iteration,
+            index=index,
+            code=code,
+            output=result.output,
+            error=result.error,
+            t0=t0,
+            duration_s=time.time() - t0,
+            final=result.final,
+            timed_out=result.timed_out,
+            restarted=result.restarted,
         )
         return result
 
@@ -446,9 +524,7 @@ class _Node:
         result = await self._cell(sandbox, f"FINAL_VAR({value!r})\n", self.iterations, -1)
         if result.final is not None:
             return result.final
-        self.messages.append(
-            {"role": "user", "content": prompts.cell_feedback([result], 0)}
-        )
+        self.messages.append({"role": "user", "content": prompts.cell_feedback([result], 0)})
         return None
 
     async def _best_answer(self, sandbox: Sandbox) -> str:
@@ -515,8 +591,12 @@ class _Node:
         error: str | None = None
         try:
             answer = await self.run.call_model(
-                model, [{"role": "user", "content": prompt}], node=self, depth=self.depth + 1,
-                purpose="sub", call_id=call_id,
+                model,
+                [{"role": "user", "content": prompt}],
+                node=self,
+                depth=self.depth + 1,
+                purpose="sub",
+                call_id=call_id,
             )
             return answer
         except Exception as exc:
@@ -524,23 +604,34 @@ class _Node:
             raise
         finally:
             self.emit(
-                "subcall", call_id=call_id, kind="llm", iteration=self.iterations,
-                batch_id=batch[0] if batch else None, index=batch[1] if batch else None,
-                prompt=prompt, answer=answer, model=model.spec, t0=t0,
-                duration_s=time.time() - t0, error=error,
+                "subcall",
+                call_id=call_id,
+                kind="llm",
+                iteration=self.iterations,
+                batch_id=batch[0] if batch else None,
+                index=batch[1] if batch else None,
+                prompt=prompt,
+                answer=answer,
+                model=model.spec,
+                t0=t0,
+                duration_s=time.time() - t0,
+                error=error,
             )
 
-    async def _rlm(
-        self, prompt: str, context: Any, batch: tuple[str, int] | None = None
-    ) -> str:
+    async def _rlm(self, prompt: str, context: Any, batch: tuple[str, int] | None = None) -> str:
         rlm = self.run.rlm
         if self.depth + 1 >= rlm.max_depth:
             return await self._llm(prompt, None, batch)
         call_id = self.run.tracer.new_id("c")
         t0 = time.time()
         child = _Node(
-            self.run, prompt, Context(context if context is not None else prompt),
-            depth=self.depth + 1, parent=self, ledger=self.ledger.child(), parent_call_id=call_id,
+            self.run,
+            prompt,
+            Context(context if context is not None else prompt),
+            depth=self.depth + 1,
+            parent=self,
+            ledger=self.ledger.child(),
+            parent_call_id=call_id,
         )
         answer: str | None = None
         error: str | None = None
@@ -554,8 +645,17 @@ class _Node:
         finally:
             child.context.cleanup()
             self.emit(
-                "subcall", call_id=call_id, kind="rlm", iteration=self.iterations,
-                batch_id=batch[0] if batch else None, index=batch[1] if batch else None,
-                prompt=prompt, answer=answer, model=child.model.spec, t0=t0,
-                duration_s=time.time() - t0, error=error, child_node_id=child.node_id,
+                "subcall",
+                call_id=call_id,
+                kind="rlm",
+                iteration=self.iterations,
+                batch_id=batch[0] if batch else None,
+                index=batch[1] if batch else None,
+                prompt=prompt,
+                answer=answer,
+                model=child.model.spec,
+                t0=t0,
+                duration_s=time.time() - t0,
+                error=error,
+                child_node_id=child.node_id,
             )

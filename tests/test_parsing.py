@@ -31,7 +31,9 @@ def test_final_as_plain_text() -> None:
 
 def test_final_with_quotes_and_nested_parentheses() -> None:
     assert find_final('FINAL("f(x) = 2")') == FinalSpec("text", "f(x) = 2")
-    assert find_final("FINAL(the sum (of both) is 3)") == FinalSpec("text", "the sum (of both) is 3")
+    assert find_final("FINAL(the sum (of both) is 3)") == FinalSpec(
+        "text", "the sum (of both) is 3"
+    )
 
 
 def test_final_var_as_plain_text() -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from recursa import RLM, Budget, ConfigError
 from recursa.models.scripted import ScriptedModel
-
 from tests.helpers import router
 
 CONTEXT = "alpha beta gamma\n" * 200 + "The secret code is 7391.\n" + "delta\n" * 200
@@ -97,8 +96,9 @@ def test_dict_context() -> None:
 
 
 def test_last_turn_after_max_iterations_asks_for_an_answer_without_code() -> None:
-    r, model = rlm(["```repl\nprint(1)\n```", "```repl\nprint(2)\n```", "FINAL(best guess)"],
-                   max_iterations=2)
+    r, model = rlm(
+        ["```repl\nprint(1)\n```", "```repl\nprint(2)\n```", "FINAL(best guess)"], max_iterations=2
+    )
     result = r.completion("q", CONTEXT)
     assert result.answer == "best guess"
     assert result.stopped == "iterations"
@@ -155,7 +155,9 @@ def test_llm_batch_keeps_order_and_isolates_failures() -> None:
 
 
 def test_budget_exhaustion_mid_batch_stops_the_run() -> None:
-    code = "```repl\nanswer['content'] = 'partial'\nout = llm_batch([str(i) for i in range(10)])\n```"
+    code = (
+        "```repl\nanswer['content'] = 'partial'\nout = llm_batch([str(i) for i in range(10)])\n```"
+    )
     model = ScriptedModel(router([code, "FINAL(never)"], sub=lambda p: "ok"))
     result = RLM(model, sandbox="inprocess", budget=Budget(calls=5)).completion("q", CONTEXT)
     assert result.stopped == "budget"

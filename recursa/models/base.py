@@ -55,7 +55,9 @@ class RetryPolicy:
 class TransientError(Exception):
     """Raised by a backend for errors worth retrying (429, 5xx, timeouts, resets)."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
@@ -110,6 +112,21 @@ class BaseModel(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec}>"
+
+    # A model may be shared by runs on different event loops (each sync completion()
+    # has its own). Runs hold it open while they use it; the last one out closes the
+    # loop-bound resources (HTTP connections), which are re-made on next use.
+    async def __aenter__(self) -> BaseModel:
+        self._users = getattr(self, "_users", 0) + 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._users -= 1
+        if self._users == 0:
+            await self.aclose()
+
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release connections bound to the running event loop."""
 
     @abc.abstractmethod
     async def _request(

@@ -13,8 +13,13 @@ from typing import Any
 
 import openai
 
-from ..errors import AuthenticationError, ConfigError, ContextWindowError, ModelError
-from ..errors import ModelNotFoundError
+from ..errors import (
+    AuthenticationError,
+    ConfigError,
+    ContextWindowError,
+    ModelError,
+    ModelNotFoundError,
+)
 from .base import BaseModel, Completion, Message, TransientError, estimate_tokens, message_text
 from .registry import ModelOptions
 
@@ -53,9 +58,21 @@ class OpenAIModel(BaseModel):
                 )
             api_key = PLACEHOLDER_KEY
         self.base_url = base_url
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=options.timeout, max_retries=0
-        )
+        self._api_key = api_key
+        self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     async def _request(
         self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
@@ -66,7 +83,7 @@ class OpenAIModel(BaseModel):
         if temperature is not None:
             params["temperature"] = temperature
         try:
-            response = await self._client.chat.completions.create(
+            response = await self.client.chat.completions.create(
                 model=self.name,
                 messages=list(messages),  # type: ignore[arg-type]
                 **params,
@@ -104,7 +121,9 @@ class OpenAIModel(BaseModel):
         where = f"{self.spec}" + (f" at {self.base_url}" if self.base_url else "")
         if status in (401, 403):
             return AuthenticationError(
-                f"{where}: authentication failed ({status}): {detail}", status=status, model=self.spec
+                f"{where}: authentication failed ({status}): {detail}",
+                status=status,
+                model=self.spec,
             )
         if status == 404:
             return ModelNotFoundError(
@@ -112,7 +131,9 @@ class OpenAIModel(BaseModel):
             )
         if status in (408, 409, 429) or status >= 500:
             retry_after = _retry_after(exc)
-            return TransientError(f"HTTP {status}: {detail}", status=status, retry_after=retry_after)
+            return TransientError(
+                f"HTTP {status}: {detail}", status=status, retry_after=retry_after
+            )
         if status == 400 and "context" in detail.lower() and "length" in detail.lower():
             return ContextWindowError(f"{where}: {detail}", status=status, model=self.spec)
         return ModelError(f"{where}: HTTP {status}: {detail}", status=status, model=self.spec)

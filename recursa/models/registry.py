@@ -48,13 +48,11 @@ def register_provider(name: str, factory: ProviderFactory) -> None:
 
 def providers() -> dict[str, ProviderFactory | None]:
     """Known provider names; entry-point factories are loaded only when used."""
-    known: dict[str, ProviderFactory | None] = {ep.name: None for ep in _entry_points()}
+    known: dict[str, ProviderFactory | None] = {
+        ep.name: None for ep in entry_points(group=ENTRY_POINT_GROUP)
+    }
     known.update(_registered)
     return known
-
-
-def _entry_points() -> list[object]:
-    return list(entry_points(group=ENTRY_POINT_GROUP))
 
 
 def _factory(provider: str) -> ProviderFactory:

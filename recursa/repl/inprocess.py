@@ -43,7 +43,12 @@ class InProcessSandbox:
 
     def _call_host(self, name: str, payload: dict[str, Any]) -> Any:
         assert self._loop is not None and self._config is not None
-        future = asyncio.run_coroutine_threadsafe(self._config.host(name, payload), self._loop)
+        host = self._config.host
+
+        async def call() -> Any:
+            return await host(name, payload)
+
+        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
         try:
             return future.result()
         except Exception as exc:

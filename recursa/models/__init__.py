@@ -1,0 +1,1 @@
+"""Model providers: one protocol (base.py), one module per provider family."""
