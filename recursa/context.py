@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ContextError
+from .repl.runtime import Image
 
-ContextValue = str | list[str] | dict[str, Any]
+ContextValue = str | list[Any] | dict[str, Any]
 ContextInput = ContextValue | Path
 ContextKind = Literal["str", "list", "dict"]
 FileFormat = Literal["text", "json"]
@@ -40,6 +41,46 @@ class ContextInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "chars": self.chars, "items": len(self.item_lengths) or None}
+
+
+_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
+_IMAGE_SUFFIXES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+
+
+def as_image(value: Any) -> Image | None:
+    """An :class:`Image` for image-like context items (bytes, image files, PIL images)."""
+    if isinstance(value, Image):
+        return value
+    if isinstance(value, bytes):
+        for magic, mime in _MAGIC.items():
+            if value.startswith(magic):
+                return Image(value, mime)
+        if value[:4] == b"RIFF" and value[8:12] == b"WEBP":
+            return Image(value, "image/webp")
+        raise ContextError("a bytes context item must be an image (PNG, JPEG, GIF or WebP)")
+    if isinstance(value, Path) and value.suffix.lower() in _IMAGE_SUFFIXES:
+        try:
+            return Image(value.read_bytes(), _IMAGE_SUFFIXES[value.suffix.lower()])
+        except OSError as exc:
+            raise ContextError(f"{value}: {exc.strerror}") from None
+    if hasattr(value, "save") and hasattr(value, "mode"):  # a PIL image
+        import io
+
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        return Image(buffer.getvalue(), "image/png")
+    return None
 
 
 def _scan_file(path: Path) -> tuple[int, str]:
@@ -103,7 +144,11 @@ class Context:
         elif isinstance(value, list):
             if not value:
                 raise ContextError("the context is an empty list")
-            items = [v if isinstance(v, str) else _json_text(v) for v in value]
+            value = [image if (image := as_image(v)) is not None else v for v in value]
+            items = [
+                v if isinstance(v, str) else repr(v) if isinstance(v, Image) else _json_text(v)
+                for v in value
+            ]
             self.info = ContextInfo(
                 "list",
                 sum(map(len, items)),
@@ -154,7 +199,7 @@ class Context:
             )
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 if self._format == "json":
-                    json.dump(self._value, fh, ensure_ascii=False)
+                    json.dump(self._value, fh, ensure_ascii=False, default=_image_json)
                 else:
                     assert isinstance(self._value, str)
                     fh.write(self._value)
@@ -169,8 +214,14 @@ class Context:
             self._owned_file = None
 
 
+def _image_json(value: Any) -> Any:
+    if isinstance(value, Image):
+        return value.to_json()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, default=_image_json)
 
 
 def load_context_arg(value: ContextInput | Context) -> Context:

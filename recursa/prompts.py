@@ -140,3 +140,11 @@ LAST_TURN = (
     "You are out of turns. Reply now with your best final answer as FINAL(your answer), "
     "based on what you have found. Do not write code."
 )
+
+COMPACT_REQUEST = (
+    "The conversation is getting long. Summarise what you have learned and done so far: the "
+    "queries, the variables you created in the REPL and what they hold, findings, and open "
+    "questions. Be complete but brief; do not write code."
+)
+
+COMPACTED_PREFIX = "Summary of the earlier conversation (the REPL still holds its variables):"

@@ -13,24 +13,32 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import prompts
 from .budget import Budget, Ledger, Usage, UsageReport
 from .context import Context, ContextInput
 from .errors import BudgetExceeded, ConfigError, RecursaError
-from .models.base import Message, Model
+from .models import pricing
+from .models.base import Message, Model, estimate_tokens, message_text
 from .models.registry import ModelOptions, resolve
+from .output import AnswerInvalid, OutputSpec
 from .parsing import parse_reply
 from .repl import SANDBOXES, SandboxConfig, make_sandbox
 from .repl.base import CellResult, Sandbox
+from .tools import Tool, ToolSet
 from .trace import JsonlSink, Sink, Tracer
+
+if TYPE_CHECKING:
+    from .session import Session
 
 Stopped = Literal["budget", "iterations", "timeout", "error"]
 DEFAULT_TRACE_DIR = Path("recursa-runs")
+MAX_VALIDATION_RETRIES = 3
+RESET_ANSWER = 'answer = {"content": "", "ready": False}\n'
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Result:
     run_id: str
     trace: Path | None = None
     error: str | None = None
+    output: Any = None  # the validated object, when an output_type was given
 
     @property
     def cost_usd(self) -> float | None:
@@ -75,8 +84,9 @@ class RLM:
     ``model`` and ``sub_model`` are ``"provider/name"`` strings or :class:`Model`
     objects. ``max_depth=0`` gives the REPL no sub-call functions; ``1`` (the
     paper's setting) gives ``llm_query``; ``2`` and more let ``rlm_query`` start
-    child RLMs. ``trace`` is a JSONL path, ``True`` for a file under
-    ``./recursa-runs/``, or ``None``.
+    child RLMs. ``tools`` are host functions shown in the root's REPL
+    (``sub_tools`` in children's). ``trace`` is a JSONL path, ``True`` for a file
+    under ``./recursa-runs/``, or ``None``.
     """
 
     def __init__(
@@ -93,9 +103,12 @@ class RLM:
         cell_timeout: float = 120.0,
         max_output_chars: int = 20_000,
         max_concurrency: int = 32,
+        tools: Mapping[str, Tool] | None = None,
+        sub_tools: Mapping[str, Tool] | None = None,
         trace: str | Path | bool | None = None,
         trace_max_chars: int = 10_000,
         request_timeout: float = 300.0,
+        compact_after_chars: int | None = None,
     ) -> None:
         if max_depth < 0:
             raise ConfigError(f"max_depth must be >= 0, got {max_depth}")
@@ -109,9 +122,8 @@ class RLM:
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if sandbox not in SANDBOXES:
-            raise ConfigError(
-                f"unknown sandbox {sandbox!r} (choose one of: {', '.join(SANDBOXES)})"
-            )
+            known = ", ".join(SANDBOXES)
+            raise ConfigError(f"unknown sandbox {sandbox!r} (choose one of: {known})")
         self.options = ModelOptions(base_url=base_url, api_key=api_key, timeout=request_timeout)
         self.model = resolve(model, self.options)
         self.sub_model = resolve(sub_model, self.options) if sub_model is not None else self.model
@@ -122,31 +134,52 @@ class RLM:
         self.cell_timeout = cell_timeout
         self.max_output_chars = max_output_chars
         self.max_concurrency = max_concurrency
+        self.tools = ToolSet(tools)
+        self.sub_tools = ToolSet(sub_tools)
         self.trace = trace
         self.trace_max_chars = trace_max_chars
+        self.compact_after_chars = compact_after_chars
 
     def completion(
-        self, query: str, context: ContextInput, *, sinks: Sequence[Sink] = ()
+        self,
+        query: str,
+        context: ContextInput,
+        *,
+        output_type: Any = None,
+        sinks: Sequence[Sink] = (),
     ) -> Result:
         """Answer ``query`` over ``context``. Blocks; see :meth:`acompletion`."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.acompletion(query, context, sinks=sinks))
-        raise ConfigError("completion() was called inside an event loop: use await acompletion()")
+        _no_running_loop("completion")
+        return asyncio.run(self.acompletion(query, context, output_type=output_type, sinks=sinks))
 
     async def acompletion(
-        self, query: str, context: ContextInput, *, sinks: Sequence[Sink] = ()
+        self,
+        query: str,
+        context: ContextInput,
+        *,
+        output_type: Any = None,
+        sinks: Sequence[Sink] = (),
     ) -> Result:
-        """Answer ``query`` over ``context`` (a str, Path, list[str] or dict)."""
-        if not query or not query.strip():
-            raise ConfigError("the query is empty")
+        """Answer ``query`` over ``context`` (a str, Path, list[str] or dict).
+
+        With ``output_type`` (a pydantic model or any type pydantic validates, or a
+        JSON Schema dict) the final answer must validate; ``result.output`` holds it.
+        """
+        _check_query(query)
         ctx = context if isinstance(context, Context) else Context(context)
         run = _Run(self, list(sinks))
+        root = _Node(run, query, ctx, depth=0, parent=None, ledger=run.ledger)
+        root.output = OutputSpec(output_type) if output_type is not None else None
         try:
-            return await run.execute(query, ctx)
+            return await run.execute(root, root.solve)
         finally:
             ctx.cleanup()
+
+    def session(self, context: ContextInput) -> Session:
+        """A conversation over one REPL: many queries, variables kept between them."""
+        from .session import Session
+
+        return Session(self, context)
 
     def _trace_path(self, run_id: str) -> Path | None:
         if self.trace is None or self.trace is False:
@@ -155,6 +188,19 @@ class RLM:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             return DEFAULT_TRACE_DIR / f"{stamp}-{run_id}.jsonl"
         return Path(self.trace)
+
+
+def _no_running_loop(name: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise ConfigError(f"{name}() was called inside an event loop: use the async variant")
+
+
+def _check_query(query: str) -> None:
+    if not query or not query.strip():
+        raise ConfigError("the query is empty")
 
 
 class _Run:
@@ -202,25 +248,45 @@ class _Run:
         call_id: str,
         iteration: int | None = None,
     ) -> str:
-        """One model request, charged to the node's ledger (and so to every ancestor's)."""
+        """One model request, charged to the node's ledger (and so to every ancestor's).
+
+        A request cancelled in flight (``llm_batch(stop_when=...)``) is charged for
+        its prompt: the provider has already read it.
+        """
         await self._hold(model)
         node.ledger.begin_call()
         limit = self.limits.setdefault(model.spec, asyncio.Semaphore(self.rlm.max_concurrency))
         t0 = time.time()
         self.tracer.notify("call_start", node.node_id, call_id=call_id, model=model.spec)
+        record = {
+            "call_id": call_id,
+            "purpose": purpose,
+            "iteration": iteration,
+            "model": model.spec,
+            "t0": t0,
+            "depth": depth,
+        }
         async with limit:
             try:
                 completion = await model.complete(messages)
+            except asyncio.CancelledError:
+                prompt_tokens = estimate_tokens(message_text(messages))
+                cost = pricing.cost(model.spec, prompt_tokens, 0)
+                usage = Usage(prompt_tokens, 0, 0, 1, cost)
+                node.ledger.charge(model.spec, depth, usage)
+                node.emit(
+                    "model_call",
+                    **record,
+                    duration_s=time.time() - t0,
+                    usage=usage.to_dict(),
+                    error="cancelled",
+                )
+                raise
             except RecursaError as exc:
                 node.emit(
                     "model_call",
-                    call_id=call_id,
-                    purpose=purpose,
-                    iteration=iteration,
-                    model=model.spec,
-                    t0=t0,
+                    **record,
                     duration_s=time.time() - t0,
-                    depth=depth,
                     usage=Usage().to_dict(),
                     error=str(exc),
                 )
@@ -239,43 +305,30 @@ class _Run:
             extra = {"messages": node.untraced_messages(), "response": completion.text}
         node.emit(
             "model_call",
-            call_id=call_id,
-            purpose=purpose,
-            iteration=iteration,
-            model=model.spec,
-            t0=t0,
+            **record,
             duration_s=time.time() - t0,
-            depth=depth,
             usage=usage.to_dict(),
+            cached=completion.cache_hit,
             **extra,
         )
         return completion.text
 
-    async def execute(self, query: str, context: Context) -> Result:
+    async def execute(self, root: _Node, solve: Any) -> Result:
+        """Run ``solve()`` (a root node's work) between run_start and run_end events."""
         rlm = self.rlm
         started = time.monotonic()
-        root = _Node(self, query, context, depth=0, parent=None, ledger=self.ledger)
         self.tracer.emit(
-            "run_start",
-            root.node_id,
-            None,
-            0,
-            query=query,
-            model=rlm.model.spec,
-            sub_model=rlm.sub_model.spec,
-            max_depth=rlm.max_depth,
-            max_iterations=rlm.max_iterations,
-            budget=_budget_dict(rlm.budget),
-            sandbox=rlm.sandbox,
-            context=context.info.to_dict(),
-        )
-        error: str | None = None
+            "run_start", root.node_id, None, 0,
+            query=root.query, model=rlm.model.spec, sub_model=rlm.sub_model.spec,
+            max_depth=rlm.max_depth, max_iterations=rlm.max_iterations,
+            budget=_budget_dict(rlm.budget), sandbox=rlm.sandbox,
+            context=root.context.info.to_dict(),
+        )  # fmt: skip
         try:
             async with self.resources:
-                outcome = await root.solve()
+                outcome: _Outcome = await solve()
         except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            self._end(root, "", None, error, started, iterations=root.iterations)
+            self._end(root, _Outcome("", "error", error=f"{type(exc).__name__}: {exc}"), started)
             raise
         result = Result(
             answer=outcome.answer,
@@ -287,53 +340,37 @@ class _Run:
             duration_s=time.monotonic() - started,
             run_id=self.run_id,
             trace=self.trace_path,
+            error=outcome.error,
+            output=outcome.output,
         )
-        self._end(root, result.answer, result.stopped, error, started, iterations=root.iterations)
+        self._end(root, outcome, started)
         return result
 
-    def _end(
-        self,
-        root: _Node,
-        answer: str,
-        stopped: str | None,
-        error: str | None,
-        started: float,
-        *,
-        iterations: int,
-    ) -> None:
+    def _end(self, root: _Node, outcome: _Outcome, started: float) -> None:
         report = self.ledger.report()
         self.tracer.emit(
-            "run_end",
-            root.node_id,
-            None,
-            0,
-            answer=answer,
-            usage=report.to_dict(),
-            cost_usd=report.cost_usd,
-            iterations=iterations,
-            depth_reached=self.depth_reached,
-            stopped=stopped,
-            error=error,
+            "run_end", root.node_id, None, 0,
+            answer=outcome.answer, usage=report.to_dict(), cost_usd=report.cost_usd,
+            iterations=root.iterations, depth_reached=self.depth_reached,
+            stopped=outcome.stopped, error=outcome.error,
             duration_s=time.monotonic() - started,
-        )
+        )  # fmt: skip
         self.tracer.close()
 
 
 def _budget_dict(budget: Budget | None) -> dict[str, Any] | None:
     if budget is None:
         return None
-    return {
-        "usd": budget.usd,
-        "tokens": budget.tokens,
-        "seconds": budget.seconds,
-        "calls": budget.calls,
-    }
+    return {"usd": budget.usd, "tokens": budget.tokens, "seconds": budget.seconds,
+            "calls": budget.calls}  # fmt: skip
 
 
 @dataclass
 class _Outcome:
     answer: str
     stopped: Stopped | None
+    output: Any = None
+    error: str | None = None
 
 
 @dataclass
@@ -347,18 +384,30 @@ class _Node:
     parent: _Node | None
     ledger: Ledger
     parent_call_id: str | None = None
+    output: OutputSpec | None = None
     node_id: str = ""
     iterations: int = 0
     messages: list[Message] = field(default_factory=list)
     _traced: int = 0
     _sandbox: Sandbox | None = None
+    _invalid_answers: int = 0
+    _groups: dict[str, set[asyncio.Task[str]]] = field(default_factory=dict)
+    _cancelled_groups: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.node_id = self.run.tracer.new_id("n")
 
     @property
+    def rlm(self) -> RLM:
+        return self.run.rlm
+
+    @property
     def model(self) -> Model:
-        return self.run.rlm.model if self.depth == 0 else self.run.rlm.sub_model
+        return self.rlm.model if self.depth == 0 else self.rlm.sub_model
+
+    @property
+    def tools(self) -> ToolSet:
+        return self.rlm.tools if self.depth == 0 else self.rlm.sub_tools
 
     def emit(self, type: Any, **fields: Any) -> None:
         depth = fields.pop("depth", self.depth)
@@ -370,198 +419,270 @@ class _Node:
         self._traced = len(self.messages)
         return new
 
-    # -- the loop ----------------------------------------------------------------
-    async def solve(self) -> _Outcome:
-        rlm = self.run.rlm
-        started = time.monotonic()
-        self.emit(
-            "node_start",
-            query=self.query,
-            context=self.context.info.to_dict(),
-            model=self.model.spec,
-            parent_call_id=self.parent_call_id,
-        )
-        sandbox = make_sandbox(rlm.sandbox)
-        self._sandbox = sandbox
-        outcome = _Outcome("", "error")
-        error: str | None = None
-        try:
+    # -- lifecycle -------------------------------------------------------------------
+    async def open(self) -> Sandbox:
+        """Start this node's sandbox (once) and its conversation."""
+        if self._sandbox is None:
+            sandbox = make_sandbox(self.rlm.sandbox)
             await sandbox.start(
                 SandboxConfig(
                     context=self.context,
                     host=self._host,
-                    subcalls=rlm.max_depth > 0,
-                    max_output_chars=rlm.max_output_chars,
+                    subcalls=self.rlm.max_depth > 0,
+                    tools=self.tools.specs(),
+                    max_output_chars=self.rlm.max_output_chars,
                 )
             )
-            if self.parent is None:
-                self.run.isolation = sandbox.isolation
+            self._sandbox = sandbox
+            self.messages = [{"role": "system", "content": self._system_prompt()}]
+        if self.parent is None:
+            self.run.isolation = self._sandbox.isolation
+        return self._sandbox
+
+    async def close(self) -> None:
+        sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            await sandbox.close()
+
+    async def solve(self) -> _Outcome:
+        """Answer this node's query in a fresh sandbox, then close it."""
+        try:
+            return await self.ask(self.query)
+        finally:
+            await self.close()
+
+    async def ask(self, query: str) -> _Outcome:
+        """Answer ``query`` in this node's (possibly already used) REPL and conversation."""
+        self.query = query
+        started = time.monotonic()
+        self.emit(
+            "node_start", query=query, context=self.context.info.to_dict(),
+            model=self.model.spec, parent_call_id=self.parent_call_id,
+        )  # fmt: skip
+        outcome = _Outcome("", "error")
+        error: str | None = None
+        try:
+            sandbox = await self.open()
+            if len(self.messages) > 1:  # a follow-up query in a session
+                await sandbox.run(RESET_ANSWER, timeout=10)
+            self.iterations = 0
+            self.messages.append({"role": "user", "content": self._first_turn(query)})
             outcome = await self._loop(sandbox)
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            await sandbox.close()
             self.emit(
-                "node_end",
-                answer=outcome.answer,
-                iterations=self.iterations,
+                "node_end", answer=outcome.answer, iterations=self.iterations,
                 stopped=outcome.stopped if error is None else "error",
                 usage=Usage.to_dict(self.ledger.report()),
-                duration_s=time.monotonic() - started,
-                error=error,
-            )
+                duration_s=time.monotonic() - started, error=error or outcome.error,
+            )  # fmt: skip
         return outcome
 
     def _system_prompt(self) -> str:
-        rlm = self.run.rlm
         if getattr(self.model, "prompt_style", "full") == "compact":
             from .prompts_compact import compact_system_prompt  # type: ignore[import-not-found]
 
             text: str = compact_system_prompt(
-                self.context.info, subcalls=rlm.max_depth > 0, max_depth=rlm.max_depth
+                self.context.info, subcalls=self.rlm.max_depth > 0, max_depth=self.rlm.max_depth
             )
             return text
         return prompts.system_prompt(
             self.context.info,
-            max_depth=rlm.max_depth,
+            max_depth=self.rlm.max_depth,
             depth=self.depth,
-            sub_window=rlm.sub_model.context_window,
+            sub_window=self.rlm.sub_model.context_window,
+            tools=self.tools.specs(),
         )
 
+    def _first_turn(self, query: str) -> str:
+        text = prompts.first_turn(query)
+        if self.output is not None:
+            text += "\n\n" + self.output.instructions()
+        return text
+
+    # -- the loop ----------------------------------------------------------------------
     async def _loop(self, sandbox: Sandbox) -> _Outcome:
-        rlm = self.run.rlm
-        self.messages = [
-            {"role": "system", "content": self._system_prompt()},
-            {"role": "user", "content": prompts.first_turn(self.query)},
-        ]
-        for iteration in range(1, rlm.max_iterations + 1):
+        max_iterations = self.rlm.max_iterations
+        for iteration in range(1, max_iterations + 1):
             self.iterations = iteration
             try:
+                await self._compact_if_long()
                 reply = await self._turn(iteration)
             except BudgetExceeded:
-                return _Outcome(await self._best_answer(sandbox), "budget")
+                return await self._stop_for_budget(sandbox)
             parsed = parse_reply(reply)
-            if not parsed.cells:
-                if parsed.final is not None:
-                    answer = await self._resolve_final(
-                        sandbox, parsed.final.kind, parsed.final.value
-                    )
-                    if answer is not None:
-                        return _Outcome(answer, None)
-                    continue
-                self.messages.append({"role": "user", "content": prompts.NO_CODE_NUDGE})
-                continue
             results: list[CellResult] = []
+            final: str | None = None
             for index, code in enumerate(parsed.cells):
                 result = await self._cell(sandbox, code, iteration, index)
                 results.append(result)
                 if result.final is not None:
-                    return _Outcome(result.final, None)
-            if parsed.final is not None and parsed.final.kind == "var":
-                # "```repl\nresult = ...\n```\nFINAL_VAR(result)": the code ran first.
-                answer = await self._resolve_final(sandbox, "var", parsed.final.value)
-                if answer is not None:
-                    return _Outcome(answer, None)
-            if self.ledger_exhausted():
-                return _Outcome(await self._best_answer(sandbox), "budget")
-            remaining = rlm.max_iterations - iteration
-            self.messages.append(
-                {"role": "user", "content": prompts.cell_feedback(results, remaining)}
-            )
+                    final = result.final
+                    break
+            # A FINAL written as text: FINAL(...) only counts in a reply without code (it
+            # was written before any output was seen); FINAL_VAR(name) after the code ran.
+            if final is None and parsed.final is not None:
+                if parsed.final.kind == "text" and not parsed.cells:
+                    final = parsed.final.value
+                elif parsed.final.kind == "var":
+                    lookup = await self._cell(
+                        sandbox, f"FINAL_VAR({parsed.final.value!r})\n", iteration, -1
+                    )
+                    final = lookup.final
+                    if final is None:
+                        results.append(lookup)
+            if final is not None:
+                accepted = self._accept(final)
+                if isinstance(accepted, _Outcome):
+                    return accepted
+                results.append(CellResult("", error=accepted))
+            if self._budget_spent():
+                return await self._stop_for_budget(sandbox)
+            if not results:
+                self.messages.append({"role": "user", "content": prompts.NO_CODE_NUDGE})
+                continue
+            feedback = prompts.cell_feedback(results, max_iterations - iteration)
+            self.messages.append({"role": "user", "content": feedback})
         return await self._last_turn(sandbox)
 
-    async def _turn(self, iteration: int) -> str:
+    def _accept(self, answer: str) -> _Outcome | str:
+        """The outcome for a final answer, or the validation error to show the model."""
+        if self.output is None:
+            return _Outcome(answer, None)
+        try:
+            value, text = self.output.validate(answer)
+        except AnswerInvalid as exc:
+            self._invalid_answers += 1
+            if self._invalid_answers > MAX_VALIDATION_RETRIES:
+                return _Outcome(answer, "error", error=f"final answer invalid: {exc}")
+            return f"{exc}\nFix the answer and finish again."
+        return _Outcome(text, None, output=value)
+
+    async def _turn(self, iteration: int | None) -> str:
         call_id = self.run.tracer.new_id("c")
         text = await self.run.call_model(
-            self.model,
-            self.messages,
-            node=self,
-            depth=self.depth,
-            purpose="turn",
-            call_id=call_id,
-            iteration=iteration,
-        )
+            self.model, self.messages, node=self, depth=self.depth, purpose="turn",
+            call_id=call_id, iteration=iteration,
+        )  # fmt: skip
         self.messages.append({"role": "assistant", "content": text})
         return text
+
+    async def _compact_if_long(self) -> None:
+        """Summarise the history when it nears the model's window (long sessions)."""
+        limit = self.rlm.compact_after_chars
+        if limit is None:
+            window = self.model.context_window
+            limit = int(window * 4 * 0.6) if window else 400_000
+        if len(self.messages) < 4 or len(message_text(self.messages)) < limit:
+            return
+        pending = self.messages[-1]
+        self.messages[-1] = {"role": "user", "content": prompts.COMPACT_REQUEST}
+        summary = await self._turn(None)
+        self.messages = [
+            self.messages[0],
+            {"role": "user", "content": f"{prompts.COMPACTED_PREFIX}\n{summary}"},
+            {"role": "assistant", "content": "Understood; my variables are still in the REPL."},
+            pending,
+        ]
+        self._traced = len(self.messages) - 1
 
     async def _last_turn(self, sandbox: Sandbox) -> _Outcome:
         self.messages.append({"role": "user", "content": prompts.LAST_TURN})
         try:
             reply = await self._turn(self.iterations + 1)
         except BudgetExceeded:
-            return _Outcome(await self._best_answer(sandbox), "budget")
+            return await self._stop_for_budget(sandbox)
         parsed = parse_reply(reply)
+        answer = parsed.prose.strip() or reply.strip()
         if parsed.final is not None:
-            answer = await self._resolve_final(sandbox, parsed.final.kind, parsed.final.value)
-            if answer is not None:
-                return _Outcome(answer, "iterations")
-        return _Outcome(parsed.prose.strip() or reply.strip(), "iterations")
+            if parsed.final.kind == "text":
+                answer = parsed.final.value
+            else:
+                lookup = await self._cell(
+                    sandbox, f"FINAL_VAR({parsed.final.value!r})\n", self.iterations, -1
+                )
+                answer = lookup.final if lookup.final is not None else answer
+        accepted = self._accept(answer)
+        if isinstance(accepted, _Outcome):
+            accepted.stopped = accepted.stopped or "iterations"
+            return accepted
+        return _Outcome(answer, "iterations", error=accepted)
 
     async def _cell(self, sandbox: Sandbox, code: str, iteration: int, index: int) -> CellResult:
         t0 = time.time()
-        result = await sandbox.run(code, timeout=self.run.rlm.cell_timeout)
+        result = await sandbox.run(code, timeout=self.rlm.cell_timeout)
         self.emit(
-            "cell",
-            iteration=iteration,
-            index=index,
-            code=code,
-            output=result.output,
-            error=result.error,
-            t0=t0,
-            duration_s=time.time() - t0,
-            final=result.final,
-            timed_out=result.timed_out,
-            restarted=result.restarted,
-        )
+            "cell", iteration=iteration, index=index, code=code, output=result.output,
+            error=result.error, t0=t0, duration_s=time.time() - t0, final=result.final,
+            timed_out=result.timed_out, restarted=result.restarted,
+        )  # fmt: skip
         return result
 
-    async def _resolve_final(self, sandbox: Sandbox, kind: str, value: str) -> str | None:
-        """A FINAL written as text. FINAL_VAR(name) is looked up in the REPL; if that
-        fails the model is told why and the run goes on (``None``)."""
-        if kind == "text":
-            return value
-        result = await self._cell(sandbox, f"FINAL_VAR({value!r})\n", self.iterations, -1)
-        if result.final is not None:
-            return result.final
-        self.messages.append({"role": "user", "content": prompts.cell_feedback([result], 0)})
-        return None
-
-    async def _best_answer(self, sandbox: Sandbox) -> str:
-        """What the REPL's ``answer`` dict holds when the run must stop early."""
+    async def _stop_for_budget(self, sandbox: Sandbox) -> _Outcome:
+        """The best answer available when the budget is spent: the REPL's ``answer``."""
         result = await sandbox.run('print(answer.get("content", ""), end="")\n', timeout=10)
-        return result.output if result.error is None else ""
+        return _Outcome(result.output if result.error is None else "", "budget")
 
-    def ledger_exhausted(self) -> bool:
+    def _budget_spent(self) -> bool:
         try:
             self.ledger.check()
         except BudgetExceeded:
             return True
         return False
 
-    # -- calls from the REPL -------------------------------------------------------
+    # -- calls from the REPL -------------------------------------------------------------
     async def _host(self, name: str, payload: dict[str, Any]) -> Any:
         if name == "llm_query":
-            return await self._llm(payload["prompt"], payload.get("model"))
+            group = payload.get("group")
+            call = self._llm(payload["prompt"], payload.get("model"), images=payload.get("images"))
+            return await (self._in_group(group, call) if group else call)
         if name == "llm_batch":
             return await self._batch(
                 [self._llm(p, payload.get("model"), batch) for p, batch in self._batched(payload)]
             )
         if name == "rlm_query":
-            return await self._rlm(payload["prompt"], payload.get("context"))
+            return await self._rlm(payload["prompt"], payload.get("context"),
+                                   budget=payload.get("budget"))  # fmt: skip
         if name == "rlm_batch":
             contexts = payload.get("contexts") or [None] * len(payload["prompts"])
             if len(contexts) != len(payload["prompts"]):
                 raise ConfigError("rlm_batch: prompts and contexts differ in length")
             return await self._batch(
-                [
-                    self._rlm(p, c, batch)
-                    for (p, batch), c in zip(self._batched(payload), contexts, strict=True)
-                ]
-            )
+                [self._rlm(p, c, batch)
+                 for (p, batch), c in zip(self._batched(payload), contexts, strict=True)]
+            )  # fmt: skip
+        if name == "cancel":
+            self._cancel_group(payload["group"])
+            return None
         if name == "budget":
             return self.ledger.remaining()
+        if name == "tool":
+            return await self.tools.call(payload["name"], payload.get("args") or [],
+                                         payload.get("kwargs") or {})  # fmt: skip
         raise ConfigError(f"the REPL asked for an unknown host function {name!r}")
+
+    async def _in_group(self, group: str, call: Any) -> str:
+        """Run a sub-call that ``cancel`` for its group may stop (early-stopped batches)."""
+        if group in self._cancelled_groups:
+            call.close()
+            raise RecursaError("cancelled: stop_when was met")
+        task: asyncio.Task[str] = asyncio.ensure_future(call)
+        self._groups.setdefault(group, set()).add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if group in self._cancelled_groups and not _current_task_cancelling():
+                raise RecursaError("cancelled: stop_when was met") from None
+            raise
+        finally:
+            self._groups[group].discard(task)
+
+    def _cancel_group(self, group: str) -> None:
+        self._cancelled_groups.add(group)
+        for task in self._groups.pop(group, set()):
+            task.cancel()
 
     def _batched(self, payload: dict[str, Any]) -> list[tuple[str, tuple[str, int]]]:
         batch_id = self.run.tracer.new_id("b")
@@ -582,57 +703,54 @@ class _Node:
         return out
 
     async def _llm(
-        self, prompt: str, model_spec: str | None, batch: tuple[str, int] | None = None
+        self,
+        prompt: str,
+        model_spec: str | None,
+        batch: tuple[str, int] | None = None,
+        *,
+        images: list[dict[str, str]] | None = None,
     ) -> str:
-        model = self.run.model_for(model_spec, self.run.rlm.sub_model)
+        model = self.run.model_for(model_spec, self.rlm.sub_model)
         call_id = self.run.tracer.new_id("c")
         t0 = time.time()
         answer: str | None = None
         error: str | None = None
         try:
+            message: Message = {"role": "user", "content": _content(model, prompt, images)}
             answer = await self.run.call_model(
-                model,
-                [{"role": "user", "content": prompt}],
-                node=self,
-                depth=self.depth + 1,
-                purpose="sub",
+                model, [message], node=self, depth=self.depth + 1, purpose="sub",
                 call_id=call_id,
-            )
+            )  # fmt: skip
             return answer
-        except Exception as exc:
-            error = str(exc)
+        except (Exception, asyncio.CancelledError) as exc:
+            error = str(exc) or type(exc).__name__
             raise
         finally:
             self.emit(
-                "subcall",
-                call_id=call_id,
-                kind="llm",
-                iteration=self.iterations,
-                batch_id=batch[0] if batch else None,
-                index=batch[1] if batch else None,
-                prompt=prompt,
-                answer=answer,
-                model=model.spec,
-                t0=t0,
-                duration_s=time.time() - t0,
-                error=error,
-            )
+                "subcall", call_id=call_id, kind="llm", iteration=self.iterations,
+                batch_id=batch[0] if batch else None, index=batch[1] if batch else None,
+                prompt=prompt, answer=answer, model=model.spec, t0=t0,
+                duration_s=time.time() - t0, error=error, images=len(images or []),
+            )  # fmt: skip
 
-    async def _rlm(self, prompt: str, context: Any, batch: tuple[str, int] | None = None) -> str:
-        rlm = self.run.rlm
-        if self.depth + 1 >= rlm.max_depth:
+    async def _rlm(
+        self,
+        prompt: str,
+        context: Any,
+        batch: tuple[str, int] | None = None,
+        *,
+        budget: dict[str, Any] | None = None,
+    ) -> str:
+        if self.depth + 1 >= self.rlm.max_depth:
             return await self._llm(prompt, None, batch)
         call_id = self.run.tracer.new_id("c")
         t0 = time.time()
         child = _Node(
-            self.run,
-            prompt,
-            Context(context if context is not None else prompt),
-            depth=self.depth + 1,
-            parent=self,
-            ledger=self.ledger.child(),
+            self.run, prompt, Context(context if context is not None else prompt),
+            depth=self.depth + 1, parent=self,
+            ledger=self.ledger.child(Budget(**budget) if budget else None),
             parent_call_id=call_id,
-        )
+        )  # fmt: skip
         answer: str | None = None
         error: str | None = None
         try:
@@ -645,17 +763,28 @@ class _Node:
         finally:
             child.context.cleanup()
             self.emit(
-                "subcall",
-                call_id=call_id,
-                kind="rlm",
-                iteration=self.iterations,
-                batch_id=batch[0] if batch else None,
-                index=batch[1] if batch else None,
-                prompt=prompt,
-                answer=answer,
-                model=child.model.spec,
-                t0=t0,
-                duration_s=time.time() - t0,
-                error=error,
-                child_node_id=child.node_id,
-            )
+                "subcall", call_id=call_id, kind="rlm", iteration=self.iterations,
+                batch_id=batch[0] if batch else None, index=batch[1] if batch else None,
+                prompt=prompt, answer=answer, model=child.model.spec, t0=t0,
+                duration_s=time.time() - t0, error=error, child_node_id=child.node_id,
+            )  # fmt: skip
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _content(
+    model: Model, prompt: str, images: list[dict[str, str]] | None
+) -> str | list[dict[str, Any]]:
+    """A sub-call's message content: text, or OpenAI-style parts with images."""
+    if not images:
+        return prompt
+    if not getattr(model, "supports_images", True):
+        raise ConfigError(f"{model.spec} cannot take images")
+    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+    for image in images:
+        mime, data = image["__recursa_image__"], image["base64"]
+        parts.append({"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}})
+    return parts

@@ -4,8 +4,10 @@ Each event is one JSON object per line with ``"v": 1``, ``type``, ``t`` (unix
 seconds), ``run_id``, ``node_id``, ``parent_id`` and ``depth``. Events are
 flushed as they happen, so an interrupted run leaves a readable trace. Size is
 linear in what happened: a turn records only the messages it added, never the
-whole history, and strings longer than ``max_chars`` are cut with their full
-length kept beside them (``<field>_chars``). The schema is in docs/trace.md.
+whole history, and strings longer than ``max_chars`` (prompts holding context
+chunks) are cut with their full length kept beside them (``<field>_chars``);
+what the models wrote (``response``, ``answer``) is kept whole. The schema is
+in docs/trace.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ DEFAULT_MAX_CHARS = 10_000
 TRUNCATION_MARK = "…[truncated]"
 
 Event = dict[str, Any]
+#: What models wrote is never cut (it is small, and replay needs it whole).
+UNCLIPPED_FIELDS = frozenset({"response", "answer"})
 Sink = Callable[[Event], None]
 
 
@@ -41,6 +45,9 @@ def clip_event(event: Event, max_chars: int) -> Event:
     for key, value in event.items():
         if key == "messages" and isinstance(value, list):
             out[key] = [clip_event(m, max_chars) if isinstance(m, dict) else m for m in value]
+            continue
+        if key in UNCLIPPED_FIELDS:
+            out[key] = value
             continue
         clipped, full = _clip(value, max_chars)
         out[key] = clipped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class Completion:
     output_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float | None = None
+    cache_hit: bool = False  # served by recursa's response cache, not the provider
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ class BaseModel(abc.ABC):
         if c.cost_usd is not None:
             return c
         cost = pricing.cost(self.spec, c.input_tokens, c.output_tokens, c.cached_tokens)
-        return Completion(c.text, c.model, c.input_tokens, c.output_tokens, c.cached_tokens, cost)
+        return dataclasses.replace(c, cost_usd=cost)
 
 
 def estimate_tokens(text: str) -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..context import Context
+if TYPE_CHECKING:
+    from ..context import Context
 
 #: Serves a REPL's call to the host: ``name`` is "llm_query", "llm_batch", "rlm_query",
 #: "rlm_batch", "budget" or "tool"; the payload and the result are JSON values.

@@ -13,6 +13,7 @@ returns a JSON value or raises :class:`HostCallError`. How the call travels
 from __future__ import annotations
 
 import ast
+import base64
 import io
 import json
 import linecache
@@ -20,7 +21,9 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 CallHost = Callable[[str, dict[str, Any]], Any]
@@ -56,6 +59,47 @@ class SubcallError(str):
         self = super().__new__(cls, f"[error: {error}]")
         self.error = error
         return self
+
+
+class Image:
+    """An image in the context, to pass on with ``llm_query(prompt, images=[img])``."""
+
+    JSON_TAG = "__recursa_image__"
+
+    def __init__(self, data: bytes, mime: str = "image/png") -> None:
+        self.data = data
+        self.mime = mime
+
+    def __repr__(self) -> str:
+        return f"<Image {self.mime}, {len(self.data):,} bytes>"
+
+    def to_json(self) -> dict[str, str]:
+        return {self.JSON_TAG: self.mime, "base64": base64.b64encode(self.data).decode()}
+
+    @classmethod
+    def from_json(cls, value: dict[str, str]) -> Image:
+        return cls(base64.b64decode(value["base64"]), value[cls.JSON_TAG])
+
+
+def materialize(value: Any) -> Any:
+    """Turn the JSON form of a context back into Python values (images into :class:`Image`)."""
+    if isinstance(value, dict):
+        if Image.JSON_TAG in value:
+            return Image.from_json(value)
+        return {k: materialize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [materialize(v) for v in value]
+    return value
+
+
+def _budget(
+    usd: float | None = None,
+    tokens: int | None = None,
+    calls: int | None = None,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    """A budget for one branch: ``rlm_query(prompt, budget=Budget(calls=20))``."""
+    return {"usd": usd, "tokens": tokens, "calls": calls, "seconds": seconds}
 
 
 class _CappedBuffer(io.TextIOBase):
@@ -155,6 +199,8 @@ class Repl:
         ns["SHOW_VARS"] = self._show_vars
         ns["BUDGET"] = self._budget
         ns["SubcallError"] = SubcallError
+        ns["Image"] = Image
+        ns["Budget"] = _budget
         if subcalls:
             ns["llm_query"] = self._llm_query
             ns["llm_batch"] = ns["llm_query_batched"] = self._llm_batch
@@ -194,20 +240,75 @@ class Repl:
         """What is left of the run's budget: usd, tokens, calls, seconds (None = unlimited)."""
         return self.call_host("budget", {})
 
-    def _llm_query(self, prompt: Any, model: str | None = None, **kwargs: Any) -> str:
-        payload = {"prompt": _text(prompt), "model": model, **kwargs}
+    def _llm_query(
+        self, prompt: Any, model: str | None = None, images: Sequence[Any] | None = None
+    ) -> str:
+        payload: dict[str, Any] = {"prompt": _text(prompt), "model": model}
+        if images:
+            payload["images"] = [_image_json(i) for i in images]
         return str(self.call_host("llm_query", payload))
 
-    def _llm_batch(self, prompts: Sequence[Any], model: str | None = None, **kwargs: Any) -> Any:
-        payload = {"prompts": [_text(p) for p in prompts], "model": model, **kwargs}
-        return _batch_results(self.call_host("llm_batch", payload))
+    def _llm_batch(
+        self,
+        prompts: Sequence[Any],
+        model: str | None = None,
+        stop_when: Callable[[list[str]], bool] | None = None,
+    ) -> list[Any]:
+        texts = [_text(p) for p in prompts]
+        if stop_when is None:
+            return _batch_results(self.call_host("llm_batch", {"prompts": texts, "model": model}))
+        return self._batch_until(texts, model, stop_when)
 
-    def _rlm_query(self, prompt: Any, context: Any = None, **kwargs: Any) -> str:
-        payload = {"prompt": _text(prompt), "context": context, **kwargs}
+    def _batch_until(
+        self, prompts: list[str], model: str | None, stop_when: Callable[[list[str]], bool]
+    ) -> list[Any]:
+        """Sub-calls in flight together; once ``stop_when(answers so far)`` holds, the host
+        cancels the rest (their partial cost is still charged)."""
+        group = uuid.uuid4().hex
+        results: list[Any] = [None] * len(prompts)
+        arrived: list[str] = []
+        pool = ThreadPoolExecutor(max_workers=min(64, max(1, len(prompts))))
+        futures: dict[Future[Any], int] = {
+            pool.submit(
+                self.call_host, "llm_query", {"prompt": p, "model": model, "group": group}
+            ): i
+            for i, p in enumerate(prompts)
+        }
+        pending = set(futures)
+        stopped = False
+        try:
+            while pending and not stopped:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = futures[future]
+                    try:
+                        results[index] = str(future.result())
+                        arrived.append(results[index])
+                    except HostCallError as exc:
+                        results[index] = SubcallError(str(exc))
+                if stop_when(list(arrived)):
+                    stopped = True
+                    self.call_host("cancel", {"group": group})
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True)
+        for future, index in futures.items():
+            if results[index] is None:
+                try:
+                    results[index] = str(future.result())
+                except BaseException:
+                    results[index] = SubcallError("cancelled: stop_when was met")
+        return results
+
+    def _rlm_query(
+        self, prompt: Any, context: Any = None, budget: dict[str, Any] | None = None
+    ) -> str:
+        payload = {"prompt": _text(prompt), "context": _jsonable(context), "budget": budget}
         return str(self.call_host("rlm_query", payload))
 
     def _rlm_batch(self, prompts: Sequence[Any], contexts: Sequence[Any] | None = None) -> Any:
-        payload = {"prompts": [_text(p) for p in prompts], "contexts": contexts}
+        payload = {"prompts": [_text(p) for p in prompts], "contexts": _jsonable(contexts)}
         return _batch_results(self.call_host("rlm_batch", payload))
 
     def _tool_stub(self, tool: dict[str, str]) -> Callable[..., Any]:
@@ -267,6 +368,25 @@ class Repl:
             value = eval(compile(expr, filename, "eval"), self.namespace)
             if value is not None:
                 print(repr(value) if not isinstance(value, str) else value)
+
+
+def _image_json(value: Any) -> dict[str, str]:
+    if isinstance(value, Image):
+        return value.to_json()
+    if isinstance(value, bytes):
+        return Image(value).to_json()
+    raise TypeError(f"images= wants Image objects from the context or bytes, not {type(value)}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Contexts passed to children cross as JSON; images keep their tagged form."""
+    if isinstance(value, Image):
+        return value.to_json()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks for recursive language models: task generators, scorers, runner and reports."""

@@ -1,0 +1,99 @@
+"""Persistent sessions: many queries over one REPL, its variables kept between them.
+
+The history is compacted (summarised by the model) when it nears the model's
+window. Use it as a context manager, or call :meth:`Session.close`. A session
+is used either synchronously or asynchronously, not both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .context import Context, ContextInput
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .rlm import RLM, Result, _Node
+    from .trace import Sink
+
+
+class Session:
+    """``rlm.session(context)``: ask follow-up questions over the same REPL."""
+
+    def __init__(self, rlm: RLM, context: ContextInput) -> None:
+        self.rlm = rlm
+        self.context = context if isinstance(context, Context) else Context(context)
+        self._node: _Node | None = None
+        self._runner: asyncio.Runner | None = None
+        self._closed = False
+        self.results: list[Result] = []
+
+    async def acompletion(
+        self, query: str, *, output_type: Any = None, sinks: Sequence[Sink] = ()
+    ) -> Result:
+        from .output import OutputSpec
+        from .rlm import _check_query, _Node, _Run
+
+        if self._closed:
+            raise ConfigError("this session is closed")
+        _check_query(query)
+        run = _Run(self.rlm, list(sinks))
+        if self._node is None:
+            self._node = _Node(run, query, self.context, depth=0, parent=None, ledger=run.ledger)
+        node = self._node
+        node.run, node.ledger = run, run.ledger  # each query is its own run: trace, ledger
+        node.output = OutputSpec(output_type) if output_type is not None else None
+        result = await run.execute(node, lambda: node.ask(query))
+        self.results.append(result)
+        return result
+
+    def completion(
+        self, query: str, *, output_type: Any = None, sinks: Sequence[Sink] = ()
+    ) -> Result:
+        """Blocking variant; the session keeps one event loop for its sandbox."""
+        from .rlm import _no_running_loop
+
+        _no_running_loop("Session.completion")
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(self.acompletion(query, output_type=output_type, sinks=sinks))
+
+    async def aclose(self) -> None:
+        self._closed = True
+        node, self._node = self._node, None
+        if node is not None:
+            await node.close()
+        self.context.cleanup()
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.run(self.aclose())
+            self._runner.close()
+            self._runner = None
+        elif not self._closed:
+            asyncio.run(self.aclose())
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
