@@ -131,7 +131,7 @@ def test_image_passed_to_a_subcall_as_content_parts(serve: Any, sandbox: str) ->
         "Describe the picture", ["caption: test image", png]
     )
     assert result.answer == "a tiny black square"
-    sub = [r for r in server.requests if not is_root_turn(r["messages"])][0]
+    sub = next(r for r in server.requests if not is_root_turn(r["messages"]))
     parts = sub["messages"][0]["content"]
     assert parts[0] == {"type": "text", "text": "Describe: caption: test image"}
     assert parts[1]["type"] == "image_url"
@@ -149,9 +149,6 @@ def test_batch_stopped_early_charges_cancelled_calls(serve: Any, sandbox: str) -
 
     def sub(prompt: str) -> str:
         return "FOUND" if prompt == "p0" else "nothing"
-
-    def latency_for(body: dict[str, Any]) -> None:
-        pass
 
     server = serve(http_router([code], sub), latency=0.0)
     # p0 answers at once, the others are slow: make the server sleep for them.
