@@ -50,6 +50,18 @@ def _read_context(value: str) -> Any:
     return Path(value)
 
 
+def _load_schema(path: str) -> dict[str, Any]:
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON Schema ({exc})") from None
+    if not isinstance(schema, dict):
+        raise ConfigError(f"{path}: a JSON Schema must be an object")
+    return schema
+
+
 def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None and value <= 0:
         raise click.BadParameter(f"must be positive, got {value}")
@@ -171,6 +183,20 @@ def main() -> None:
     flag_value="",
     help="Write the trajectory as JSONL (no FILE: ./recursa-runs/).",
 )
+@click.option(
+    "--tools",
+    "tools_target",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="A dict of host functions to expose in the REPL (they run in this process).",
+)
+@click.option(
+    "--schema",
+    "schema_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="A JSON Schema file the final answer must validate against.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
 @click.option(
     "--progress/--no-progress",
@@ -193,18 +219,22 @@ def run(
     sandbox: str,
     concurrency: int,
     trace: str | None,
+    tools_target: str | None,
+    schema_file: str | None,
     as_json: bool,
     progress: bool | None,
 ) -> None:
     """Answer QUERY over the text in --context."""
     from .progress import progress_sinks
     from .rlm import RLM
+    from .tools import load_tools
 
     if not query.strip():
         fail("the query is empty", EXIT_USAGE)
     context = _read_context(context_arg)
     show_progress = progress if progress is not None else not as_json
     try:
+        schema = _load_schema(schema_file) if schema_file else None
         rlm = RLM(
             model or default_model(),
             sub_model,
@@ -215,10 +245,11 @@ def run(
             sandbox=sandbox,
             cell_timeout=cell_timeout,
             max_concurrency=concurrency,
+            tools=load_tools(tools_target) if tools_target else None,
             trace=(True if trace == "" else Path(trace)) if trace is not None else None,
         )
         with progress_sinks(show_progress) as sinks:
-            result = rlm.completion(query, context, sinks=sinks)
+            result = rlm.completion(query, context, output_type=schema, sinks=sinks)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except RecursaError as exc:
@@ -233,6 +264,82 @@ def run(
             click.echo(f"recursa: stopped early ({result.stopped})", err=True)
     if result.trace:
         click.echo(f"recursa: trace written to {result.trace}", err=True)
+
+
+@main.command()
+@click.option(
+    "--context",
+    "-c",
+    "context_arg",
+    required=True,
+    metavar="FILE|-",
+    help="The long input the conversation is about.",
+)
+@click.option("--model", "-m", default=None, metavar="M", help="Root model (as for run).")
+@click.option("--sub-model", default=None, metavar="M", help="Model for sub-calls.")
+@click.option("--base-url", default=None, metavar="URL", help="An OpenAI-compatible server.")
+@click.option("--max-depth", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--sandbox",
+    default="subprocess",
+    show_default=True,
+    type=click.Choice(["subprocess", "inprocess", "docker"]),
+)
+@click.option(
+    "--trace",
+    "trace",
+    default=None,
+    metavar="FILE",
+    is_flag=False,
+    flag_value="",
+    help="Write each answer's trajectory (no FILE: ./recursa-runs/).",
+)
+def chat(
+    context_arg: str,
+    model: str | None,
+    sub_model: str | None,
+    base_url: str | None,
+    max_depth: int,
+    sandbox: str,
+    trace: str | None,
+) -> None:
+    """Ask question after question over one context; REPL variables are kept.
+
+    Type a question and press Enter; an empty line or Ctrl-D ends the session.
+    """
+    from .progress import progress_sinks
+    from .rlm import RLM
+
+    if context_arg == "-":
+        fail("chat reads questions from standard input: give --context a file", EXIT_USAGE)
+    try:
+        rlm = RLM(
+            model or default_model(), sub_model, base_url=base_url, max_depth=max_depth,
+            sandbox=sandbox, trace=(True if trace == "" else Path(trace)) if trace else None,
+        )  # fmt: skip
+        session = rlm.session(_read_context(context_arg))
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    interactive = sys.stdin.isatty()
+    try:
+        while True:
+            try:
+                question = input("you> " if interactive else "")
+            except EOFError:
+                break
+            if not question.strip():
+                break
+            try:
+                with progress_sinks(interactive) as sinks:
+                    result = session.completion(question, sinks=sinks)
+            except RecursaError as exc:
+                click.echo(f"recursa: error: {exc}", err=True)
+                continue
+            click.echo(f"recursa> {result.answer}" if interactive else result.answer)
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+    finally:
+        session.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -202,3 +202,107 @@ def test_async_api_runs_concurrent_completions(serve: Any) -> None:
 
     assert asyncio.run(main()) == ["C0", "C1", "C2", "C3", "C4"]
     assert turn_index(server.requests[0]["messages"]) == 0
+
+
+def _cli(args: list[str], env: dict[str, str], stdin: str | None = None) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "recursa", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=120,
+    )
+
+
+def test_cli_tools_and_schema(serve: Any, clean_env: dict[str, str], tmp_path: Any) -> None:
+    turns = [
+        "```repl\nFINAL({'secret': host_secret()})\n```",
+    ]
+    server = serve(http_router(turns))
+    ctx = tmp_path / "c.txt"
+    ctx.write_text("hello")
+    schema = tmp_path / "s.json"
+    schema.write_text(
+        json.dumps(
+            {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string"}}}
+        )
+    )
+    env = {**clean_env, "RECURSA_TEST_HOST_SECRET": SECRET}
+    proc = _cli(
+        [
+            "run",
+            "q",
+            "-c",
+            str(ctx),
+            "--model",
+            "openai/s",
+            "--base-url",
+            server.url,
+            "--sandbox",
+            "inprocess",
+            "--tools",
+            "tests.integration.toolbox:TOOLS",
+            "--schema",
+            str(schema),
+            "--json",
+        ],
+        env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(json.loads(proc.stdout)["answer"]) == {"secret": SECRET}
+
+
+def test_cli_bad_schema_and_tools_are_usage_errors(
+    clean_env: dict[str, str], tmp_path: Any
+) -> None:
+    ctx = tmp_path / "c.txt"
+    ctx.write_text("hello")
+    base = [
+        "run",
+        "q",
+        "-c",
+        str(ctx),
+        "--model",
+        "openai/s",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+    ]
+    proc = _cli([*base, "--schema", str(tmp_path / "missing.json")], clean_env)
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    proc = _cli([*base, "--tools", "nonexistent_mod:TOOLS"], clean_env)
+    assert proc.returncode == 2 and "cannot import" in proc.stderr
+
+
+def test_cli_chat_keeps_variables_between_questions(
+    serve: Any, clean_env: dict[str, str], tmp_path: Any
+) -> None:
+    def reply(body: dict[str, Any]) -> str:
+        last = body["messages"][-1]["content"]
+        if "count" in last:
+            return "```repl\nn = len(context.split())\nFINAL(n)\n```"
+        return "```repl\nFINAL(n * 10)\n```"
+
+    server = serve(reply)
+    ctx = tmp_path / "c.txt"
+    ctx.write_text("one two three four")
+    proc = _cli(
+        [
+            "chat",
+            "-c",
+            str(ctx),
+            "--model",
+            "openai/s",
+            "--base-url",
+            server.url,
+            "--sandbox",
+            "inprocess",
+        ],
+        clean_env,
+        stdin="count the words\ntimes ten\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["4", "40"]
