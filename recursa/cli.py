@@ -342,5 +342,64 @@ def chat(
         session.close()
 
 
+@main.command()
+@click.argument("trace", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port on 127.0.0.1 (default: a free one).",
+)
+@click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
+def view(trace: Path | None, port: int, no_browser: bool) -> None:
+    """Open the trajectory viewer on TRACE (a .jsonl file or a directory of them).
+
+    Without TRACE it shows the runs under ./recursa-runs/. The page is served on
+    127.0.0.1 only; Ctrl-C stops it.
+    """
+    from .rlm import DEFAULT_TRACE_DIR
+    from .viewer import serve
+
+    path = trace or DEFAULT_TRACE_DIR
+    if not path.exists():
+        fail(f"{path}: no such file or directory", EXIT_USAGE)
+    try:
+        serve(path, port=port, open_browser=not no_browser)
+    except OSError as exc:
+        fail(f"cannot serve on port {port}: {exc.strerror or exc}", EXIT_FAILED)
+
+
+@main.group(name="trace")
+def trace_group() -> None:
+    """Work with recorded traces."""
+
+
+@trace_group.command(name="export")
+@click.argument("trace", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--otlp",
+    "endpoint",
+    required=True,
+    metavar="ENDPOINT",
+    help="OTLP/HTTP collector, e.g. http://localhost:4318 (needs recursa[otel]).",
+)
+@click.option(
+    "--content",
+    is_flag=True,
+    help="Also export prompts, answers and code (off by default: they may be private).",
+)
+def trace_export(trace: Path, endpoint: str, content: bool) -> None:
+    """Send a trace to OpenTelemetry: one span per node, model call and cell."""
+    from .otel import export_trace
+
+    try:
+        summary = export_trace(trace, endpoint, include_content=content)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except RecursaError as exc:
+        fail(str(exc), EXIT_FAILED)
+    click.echo(f"exported {summary.spans} spans (trace id {summary.trace_id})")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

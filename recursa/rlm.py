@@ -30,7 +30,7 @@ from .parsing import parse_reply
 from .repl import SANDBOXES, SandboxConfig, make_sandbox
 from .repl.base import CellResult, Sandbox
 from .tools import Tool, ToolSet
-from .trace import JsonlSink, Sink, Tracer
+from .trace import DEFAULT_MAX_CHARS, JsonlSink, Sink, Tracer
 
 if TYPE_CHECKING:
     from .session import Session
@@ -106,7 +106,7 @@ class RLM:
         tools: Mapping[str, Tool] | None = None,
         sub_tools: Mapping[str, Tool] | None = None,
         trace: str | Path | bool | None = None,
-        trace_max_chars: int = 10_000,
+        trace_max_chars: int = DEFAULT_MAX_CHARS,
         request_timeout: float = 300.0,
         compact_after_chars: int | None = None,
     ) -> None:
@@ -615,7 +615,8 @@ class _Node:
         result = await sandbox.run(code, timeout=self.rlm.cell_timeout)
         self.emit(
             "cell", iteration=iteration, index=index, code=code, output=result.output,
-            error=result.error, t0=t0, duration_s=time.time() - t0, final=result.final,
+            error=result.error, t0=t0, duration_s=time.time() - t0,
+            final=result.final is not None,
             timed_out=result.timed_out, restarted=result.restarted,
         )  # fmt: skip
         return result

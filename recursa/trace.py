@@ -4,9 +4,10 @@ Each event is one JSON object per line with ``"v": 1``, ``type``, ``t`` (unix
 seconds), ``run_id``, ``node_id``, ``parent_id`` and ``depth``. Events are
 flushed as they happen, so an interrupted run leaves a readable trace. Size is
 linear in what happened: a turn records only the messages it added, never the
-whole history, and strings longer than ``max_chars`` (prompts holding context
+whole history; prompt-like strings longer than ``max_chars`` (they hold context
 chunks) are cut with their full length kept beside them (``<field>_chars``);
-what the models wrote (``response``, ``answer``) is kept whole. The schema is
+what the models wrote (``response``, ``answer``) is kept whole; null optional
+fields are left out. The schema is
 in docs/trace.md.
 """
 
@@ -24,7 +25,7 @@ EventType = Literal[
 ]
 EVENT_TYPES: frozenset[str] = frozenset(EventType.__args__)  # type: ignore[attr-defined]
 SCHEMA_VERSION = 1
-DEFAULT_MAX_CHARS = 10_000
+DEFAULT_MAX_CHARS = 200
 TRUNCATION_MARK = "…[truncated]"
 
 Event = dict[str, Any]
@@ -33,26 +34,38 @@ UNCLIPPED_FIELDS = frozenset({"response", "answer"})
 Sink = Callable[[Event], None]
 
 
-def _clip(value: Any, max_chars: int) -> tuple[Any, int | None]:
-    if isinstance(value, str) and len(value) > max_chars:
-        return value[:max_chars] + TRUNCATION_MARK, len(value)
+#: Inputs that may hold whole context chunks: cut at the sink's ``max_chars``.
+PROMPT_FIELDS = frozenset({"prompt", "query", "content"})
+#: Any other string (code, printed output) is cut only past this.
+LONG_STRING_CAP = 20_000
+#: Always written, even when null: the fields every event has.
+REQUIRED_FIELDS = frozenset({"v", "type", "t", "node_id", "parent_id", "depth"})
+_TIME_FIELDS = frozenset({"t", "t0", "duration_s"})
+
+
+def _clip(value: str, limit: int) -> tuple[str, int | None]:
+    if len(value) > limit:
+        return value[:limit] + TRUNCATION_MARK, len(value)
     return value, None
 
 
 def clip_event(event: Event, max_chars: int) -> Event:
-    """A copy of ``event`` whose long strings are cut, with ``<key>_chars`` full lengths."""
+    """The written form of an event: prompt-like strings cut at ``max_chars`` (full length in
+    ``<key>_chars``), other long strings at :data:`LONG_STRING_CAP`, what models wrote kept
+    whole, times rounded to milliseconds, and null or false optional fields left out."""
     out: Event = {}
     for key, value in event.items():
+        if key not in REQUIRED_FIELDS and (value is None or value is False):
+            continue
         if key == "messages" and isinstance(value, list):
-            out[key] = [clip_event(m, max_chars) if isinstance(m, dict) else m for m in value]
-            continue
-        if key in UNCLIPPED_FIELDS:
-            out[key] = value
-            continue
-        clipped, full = _clip(value, max_chars)
-        out[key] = clipped
-        if full is not None:
-            out[f"{key}_chars"] = full
+            value = [clip_event(m, max_chars) if isinstance(m, dict) else m for m in value]
+        elif key in _TIME_FIELDS and isinstance(value, float):
+            value = round(value, 3)
+        elif isinstance(value, str) and key not in UNCLIPPED_FIELDS:
+            value, full = _clip(value, max_chars if key in PROMPT_FIELDS else LONG_STRING_CAP)
+            if full is not None:
+                out[f"{key}_chars"] = full
+        out[key] = value
     return out
 
 
@@ -104,11 +117,12 @@ class Tracer:
             "v": SCHEMA_VERSION,
             "type": type,
             "t": time.time(),
-            "run_id": self.run_id,
             "node_id": node_id,
             "parent_id": parent_id,
             "depth": depth,
         }
+        if type in ("run_start", "run_end"):
+            event["run_id"] = self.run_id
         event.update(fields)
         for sink in self.sinks:
             sink(event)

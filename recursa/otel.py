@@ -1,0 +1,418 @@
+"""Export a recursa trace to OpenTelemetry spans.
+
+Every node of the recursion tree becomes an ``invoke_agent`` span whose parent
+is the span of the node that spawned it; every model request becomes a
+``chat`` span and every REPL cell an ``execute_tool`` span, children of their
+node's span. Start and end times come from the trace (``t0``/``t`` and
+``duration_s``), so a trace exported long after the run still shows its real
+timeline. Attributes follow the OpenTelemetry GenAI semantic conventions
+(``gen_ai.operation.name``, ``gen_ai.request.model``, ``gen_ai.usage.*``) with
+recursa's own under ``recursa.*``.
+
+Token usage sits on the ``chat`` spans only (``gen_ai.usage.*``), so a backend
+that adds up usage over a trace counts each model call once; node spans carry
+their subtree totals as ``recursa.usage.*``. Prompts, answers, code and output
+are exported only with ``include_content=True``, as the conventions advise.
+
+OpenTelemetry is an optional dependency: ``pip install 'recursa[otel]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError, RecursaError
+from .trace import Event, Trace, TraceNode, load
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span, Tracer
+
+__all__ = ["ExportSummary", "export_trace", "trace_to_spans"]
+
+INSTALL_HINT = "OpenTelemetry export needs the otel extra: pip install 'recursa[otel]'"
+_EXPORT_BATCH = 512
+_PROVIDERS = {"gemini": "gcp.gemini", "vertex": "gcp.vertex_ai", "bedrock": "aws.bedrock"}
+_ERROR_TYPE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
+
+Attributes = dict[str, str | bool | int | float | Sequence[str]]
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_trace` sent: how many spans, under which trace id (hex)."""
+
+    spans: int
+    trace_id: str
+
+
+def _require_sdk() -> None:
+    try:
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(INSTALL_HINT) from exc
+
+
+def _otlp_exporter(endpoint: str) -> SpanExporter:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"--otlp wants an http(s) URL such as http://localhost:4318, not {endpoint!r}"
+        )
+    if parts.path in ("", "/"):
+        endpoint = urlunsplit(parts._replace(path="/v1/traces"))
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:
+        raise ConfigError(INSTALL_HINT) from exc
+    return OTLPSpanExporter(endpoint=endpoint)
+
+
+def export_trace(
+    path: str | Path,
+    exporter_or_endpoint: SpanExporter | str,
+    *,
+    include_content: bool = False,
+    service_name: str = "recursa",
+) -> ExportSummary:
+    """Convert the trace at ``path`` to spans and send them.
+
+    ``exporter_or_endpoint`` is an OpenTelemetry ``SpanExporter`` (kept open:
+    it is the caller's), or the URL of an OTLP/HTTP collector such as
+    ``http://localhost:4318`` (``/v1/traces`` is added when no path is given;
+    ``OTEL_EXPORTER_OTLP_HEADERS`` and friends are honoured). Raises
+    :class:`~recursa.errors.ConfigError` when OpenTelemetry is not installed and
+    :class:`~recursa.errors.RecursaError` when the exporter refuses spans.
+    """
+    trace = load(path)
+    if isinstance(exporter_or_endpoint, str):
+        exporter, owned = _otlp_exporter(exporter_or_endpoint), True
+        target = exporter_or_endpoint
+    else:
+        _require_sdk()
+        exporter, owned = exporter_or_endpoint, False
+        target = type(exporter).__name__
+    try:
+        spans = trace_to_spans(trace, include_content=include_content, service_name=service_name)
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        failed = 0
+        for start in range(0, len(spans), _EXPORT_BATCH):
+            batch = spans[start : start + _EXPORT_BATCH]
+            if exporter.export(batch) is not SpanExportResult.SUCCESS:
+                failed += len(batch)
+        if failed:
+            raise RecursaError(f"{target} refused {failed} of {len(spans)} spans")
+    finally:
+        if owned:
+            exporter.shutdown()
+    context = spans[0].context if spans else None
+    trace_id = f"{context.trace_id:032x}" if context is not None else ""
+    return ExportSummary(len(spans), trace_id)
+
+
+# -- conversion ------------------------------------------------------------------
+
+
+def trace_to_spans(
+    trace: Trace, *, include_content: bool = False, service_name: str = "recursa"
+) -> list[ReadableSpan]:
+    """The finished spans of a loaded trace, parents before children."""
+    _require_sdk()
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    collected: list[ReadableSpan] = []
+
+    class _Collect(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            collected.append(span)
+
+    run_start = trace.run_start or {}
+    version = str(run_start.get("version") or "")
+    resource_attrs: dict[str, str] = {"service.name": service_name}
+    if version:
+        resource_attrs["service.version"] = version
+    provider = TracerProvider(resource=Resource.create(resource_attrs), shutdown_on_exit=False)
+    provider.add_span_processor(_Collect())
+    tracer = provider.get_tracer("recursa", version or None)
+    converter = _Converter(trace, tracer, include_content)
+    roots = [trace.root] if trace.root is not None else []
+    roots += [
+        n for n in trace.nodes.values() if n.parent_id not in trace.nodes and n is not trace.root
+    ]
+    for root in roots:
+        if root.start is not None or root.events or root.end is not None:
+            converter.node(root, None)
+    provider.shutdown()
+    return sorted(collected, key=lambda s: s.start_time or 0)
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _split_model(model: Any) -> tuple[str | None, str | None]:
+    if not isinstance(model, str) or not model:
+        return None, None
+    provider, sep, name = model.partition("/")
+    if not sep:
+        return None, model
+    return _PROVIDERS.get(provider, provider), name
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _error_type(message: str) -> str:
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    match = _ERROR_TYPE.match(lines[-1]) if lines else None
+    return match.group(1) if match else "error"
+
+
+def _clean(attrs: Mapping[str, Any]) -> Attributes:
+    out: Attributes = {}
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        if isinstance(value, str | bool | int | float):
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            out[key] = list(value)
+        else:
+            out[key] = json.dumps(value, ensure_ascii=False, default=str)
+    return out
+
+
+def _messages(messages: Any) -> str | None:
+    if not isinstance(messages, list):
+        return None
+    out = [
+        {"role": m.get("role"), "parts": [{"type": "text", "content": m.get("content")}]}
+        for m in messages
+        if isinstance(m, dict)
+    ]
+    return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def _answer(text: Any) -> str | None:
+    if not isinstance(text, str):
+        return None
+    message = {"role": "assistant", "parts": [{"type": "text", "content": text}]}
+    return json.dumps([message], ensure_ascii=False)
+
+
+class _Converter:
+    def __init__(self, trace: Trace, tracer: Tracer, include_content: bool) -> None:
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace as otel_trace
+
+        self.trace = trace
+        self.tracer = tracer
+        self.content = include_content
+        self.otel_trace = otel_trace
+        self.empty_context = otel_context.Context()
+        self.run_id = (trace.run_start or {}).get("run_id")
+        self.subcalls: dict[Any, Event] = {
+            e.get("call_id"): e
+            for e in trace.events
+            if e.get("type") == "subcall" and e.get("call_id") is not None
+        }
+
+    def _subtree_end(self, node: TraceNode) -> float | None:
+        ends = [
+            t
+            for n in node.walk()
+            for e in (*n.events, *(x for x in (n.start, n.end) if x is not None))
+            if (t := _num(e.get("t"))) is not None
+        ]
+        return max(ends) if ends else None
+
+    def _times(self, event: Event) -> tuple[float, float] | None:
+        end = _num(event.get("t"))
+        start = _num(event.get("t0"))
+        duration = _num(event.get("duration_s"))
+        if start is None and end is not None:
+            start = end - (duration or 0.0)
+        if start is None:
+            return None
+        if duration is not None:
+            end = start + duration
+        if end is None or end < start:
+            end = start
+        return start, end
+
+    def _status(self, span: Span, error: Any) -> None:
+        if error:
+            from opentelemetry.trace import Status, StatusCode
+
+            message = str(error)
+            span.set_status(Status(StatusCode.ERROR, message[:1000]))
+            span.set_attribute("error.type", _error_type(message))
+
+    def node(self, node: TraceNode, parent: Span | None) -> None:
+        start_event = node.start or {}
+        end_event = node.end or {}
+        t_start = _num(start_event.get("t"))
+        if t_start is None:
+            times = [t for e in node.events if (t := _num(e.get("t0") or e.get("t"))) is not None]
+            t_start = min(times) if times else None
+        if t_start is None:
+            return
+        t_end = _num(end_event.get("t")) or self._subtree_end(node) or t_start
+        model = start_event.get("model")
+        provider, model_name = _split_model(model)
+        usage = _dict(end_event.get("usage"))
+        is_root = node is self.trace.root
+        run_start = (self.trace.run_start or {}) if is_root else {}
+        run_end = (self.trace.run_end or {}) if is_root else {}
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": "recursa",
+            "gen_ai.agent.id": node.node_id,
+            "gen_ai.conversation.id": self.run_id,
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model_name,
+            "recursa.run_id": self.run_id,
+            "recursa.node_id": node.node_id,
+            "recursa.parent_node_id": node.parent_id,
+            "recursa.parent_call_id": start_event.get("parent_call_id"),
+            "recursa.depth": node.depth,
+            "recursa.model": model,
+            "recursa.iterations": end_event.get("iterations"),
+            "recursa.stopped": end_event.get("stopped"),
+            "recursa.unfinished": node.end is None or None,
+            "recursa.cost_usd": usage.get("cost_usd"),
+            "recursa.usage.input_tokens": usage.get("input_tokens"),
+            "recursa.usage.output_tokens": usage.get("output_tokens"),
+            "recursa.usage.cached_tokens": usage.get("cached_tokens"),
+            "recursa.usage.calls": usage.get("calls"),
+        }
+        context = start_event.get("context")
+        if isinstance(context, dict):
+            for key in ("type", "chars", "items"):
+                attrs[f"recursa.context.{key}"] = context.get(key)
+        if is_root:
+            for key in ("max_depth", "max_iterations", "sandbox", "isolation", "sub_model"):
+                attrs[f"recursa.{key}"] = run_start.get(key)
+            attrs["recursa.depth_reached"] = run_end.get("depth_reached")
+            if run_end.get("cost_usd") is not None:
+                attrs["recursa.cost_usd"] = run_end.get("cost_usd")
+        if self.content:
+            attrs["recursa.query"] = start_event.get("query")
+            attrs["recursa.answer"] = end_event.get("answer")
+        parent_ctx = (
+            self.otel_trace.set_span_in_context(parent)
+            if parent is not None
+            else self.empty_context
+        )
+        span = self.tracer.start_span(
+            "invoke_agent recursa",
+            context=parent_ctx,
+            kind=self.otel_trace.SpanKind.INTERNAL,
+            attributes=_clean(attrs),
+            start_time=_ns(t_start),
+        )
+        self._status(span, end_event.get("error"))
+        for event in node.events:
+            if event.get("type") == "model_call":
+                self.model_call(event, node, span)
+            elif event.get("type") == "cell":
+                self.cell(event, node, span)
+        for child in sorted(node.children, key=_start_key):
+            self.node(child, span)
+        span.end(end_time=_ns(max(t_end, t_start)))
+
+    def model_call(self, event: Event, node: TraceNode, parent: Span) -> None:
+        times = self._times(event)
+        if times is None:
+            return
+        model = event.get("model")
+        provider, model_name = _split_model(model)
+        usage = _dict(event.get("usage"))
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model_name,
+            "gen_ai.conversation.id": self.run_id,
+            "gen_ai.usage.input_tokens": usage.get("input_tokens"),
+            "gen_ai.usage.output_tokens": usage.get("output_tokens"),
+            "gen_ai.usage.cache_read.input_tokens": usage.get("cached_tokens") or None,
+            "recursa.cost_usd": usage.get("cost_usd"),
+            "recursa.depth": event.get("depth", node.depth),
+            "recursa.node_id": node.node_id,
+            "recursa.call_id": event.get("call_id"),
+            "recursa.purpose": event.get("purpose"),
+            "recursa.iteration": event.get("iteration"),
+            "recursa.model": model,
+            "recursa.cached": event.get("cached"),
+        }
+        if self.content:
+            if event.get("purpose") == "sub":
+                sub = self.subcalls.get(event.get("call_id"), {})
+                prompt = sub.get("prompt")
+                if isinstance(prompt, str):
+                    attrs["gen_ai.input.messages"] = _messages(
+                        [{"role": "user", "content": prompt}]
+                    )
+                attrs["gen_ai.output.messages"] = _answer(sub.get("answer"))
+            else:
+                attrs["gen_ai.input.messages"] = _messages(event.get("messages"))
+                attrs["gen_ai.output.messages"] = _answer(event.get("response"))
+        span = self.tracer.start_span(
+            f"chat {model_name or 'model'}",
+            context=self.otel_trace.set_span_in_context(parent),
+            kind=self.otel_trace.SpanKind.CLIENT,
+            attributes=_clean(attrs),
+            start_time=_ns(times[0]),
+        )
+        self._status(span, event.get("error"))
+        span.end(end_time=_ns(times[1]))
+
+    def cell(self, event: Event, node: TraceNode, parent: Span) -> None:
+        times = self._times(event)
+        if times is None:
+            return
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": "repl",
+            "gen_ai.tool.type": "function",
+            "gen_ai.tool.call.id": f"{node.node_id}.{event.get('iteration')}.{event.get('index')}",
+            "recursa.depth": node.depth,
+            "recursa.node_id": node.node_id,
+            "recursa.iteration": event.get("iteration"),
+            "recursa.cell.index": event.get("index"),
+            "recursa.cell.final": event.get("final") is not None,
+            "recursa.cell.timed_out": event.get("timed_out"),
+            "recursa.cell.restarted": event.get("restarted"),
+        }
+        if self.content:
+            attrs["gen_ai.tool.call.arguments"] = event.get("code")
+            attrs["gen_ai.tool.call.result"] = event.get("output")
+        span = self.tracer.start_span(
+            "execute_tool repl",
+            context=self.otel_trace.set_span_in_context(parent),
+            kind=self.otel_trace.SpanKind.INTERNAL,
+            attributes=_clean(attrs),
+            start_time=_ns(times[0]),
+        )
+        timed_out = "TimeoutError: the cell timed out" if event.get("timed_out") else None
+        self._status(span, event.get("error") or timed_out)
+        span.end(end_time=_ns(times[1]))
+
+
+def _start_key(node: TraceNode) -> float:
+    t = _num((node.start or {}).get("t"))
+    return t if t is not None else float("inf")
