@@ -401,5 +401,13 @@ def trace_export(trace: Path, endpoint: str, content: bool) -> None:
     click.echo(f"exported {summary.spans} spans (trace id {summary.trace_id})")
 
 
+def _register_bench() -> None:
+    from .bench.cli import bench
+
+    main.add_command(bench)
+
+
+_register_bench()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -13,6 +13,7 @@ import codecs
 import json
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -127,6 +128,7 @@ class Context:
         self._value: ContextValue | None = None
         self._path: Path | None = None
         self._owned_file: Path | None = None
+        self._file_lock = threading.Lock()
         self._format: FileFormat = "text"
         if isinstance(value, Path):
             if value.is_dir():
@@ -191,6 +193,10 @@ class Context:
         there is one, else written once (UTF-8 text for a str, JSON for a list/dict)."""
         if self._path is not None:
             return self._path, "text"
+        with self._file_lock:  # sandboxes starting together write it once
+            return self._write_file(directory)
+
+    def _write_file(self, directory: Path | None) -> tuple[Path, FileFormat]:
         if self._owned_file is None:
             fd, name = tempfile.mkstemp(
                 prefix="recursa-context-",

@@ -482,7 +482,7 @@ class _Node:
 
     def _system_prompt(self) -> str:
         if getattr(self.model, "prompt_style", "full") == "compact":
-            from .prompts_compact import compact_system_prompt  # type: ignore[import-not-found]
+            from .prompts_compact import compact_system_prompt
 
             text: str = compact_system_prompt(
                 self.context.info, subcalls=self.rlm.max_depth > 0, max_depth=self.rlm.max_depth

@@ -14,7 +14,7 @@ from recursa import RLM, Budget
 from recursa.testing import ScriptedServer
 from tests.helpers import http_router, is_root_turn, turn_index
 
-SANDBOXES = ["inprocess"]
+SANDBOXES = ["subprocess", "inprocess"]
 SECRET = "host-only-value-5521"
 
 

@@ -16,7 +16,7 @@ from recursa import RLM, Budget
 from recursa.testing import HTTPFailure, ScriptedServer
 from tests.helpers import http_router, is_root_turn
 
-SANDBOX = "inprocess"
+SANDBOX = "subprocess"  # the default: the real isolated worker
 
 NEEDLE_TURNS = [
     "Let me find it.\n```repl\nimport re\nm = re.search(r'The magic number is (\\d+)', context)\n"

@@ -1,0 +1,198 @@
+"""``recursa bench``: run benchmark tasks with several methods, then write the report.
+
+Registered on the main command group in :mod:`recursa.cli`. Exit codes as for
+``recursa run``: 0 done, 1 the bench failed, 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from ..budget import Budget
+from ..errors import ConfigError, RecursaError
+from ..repl import SANDBOXES
+from .tokens import parse_length
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"recursa: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _names(values: tuple[str, ...] | str) -> list[str]:
+    """``("sniah,oolong", "codeqa-lite")`` -> ``["sniah", "oolong", "codeqa-lite"]``."""
+    parts = [values] if isinstance(values, str) else list(values)
+    return [name.strip() for part in parts for name in part.split(",") if name.strip()]
+
+
+@click.command()
+@click.argument("tasks", nargs=-1, metavar="TASK[,TASK...]")
+@click.option("--model", "-m", default=None, metavar="M", help="Root model as provider/name.")
+@click.option(
+    "--sub-model",
+    default=None,
+    metavar="M",
+    help="Model for sub-calls (rlm) and for summarising (summary). Default: the root model.",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="An OpenAI-compatible server; any model name then goes to it.",
+)
+@click.option(
+    "--lengths",
+    default="8k,32k,128k",
+    show_default=True,
+    metavar="L[,L...]",
+    help="Context lengths in tokens: 8k, 128k, 1m, 8ki (8,192), 32000.",
+)
+@click.option(
+    "--n", "n", default=20, show_default=True, type=click.IntRange(min=1), help="Items per length."
+)
+@click.option(
+    "--methods",
+    default="base,rlm",
+    show_default=True,
+    metavar="M[,M...]",
+    help="Methods to compare: base, rlm, rlm-nosub, summary, codeact-bm25.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for results.jsonl, traces/, table.md and the plots. A rerun resumes.",
+)
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Runs in flight at once.",
+)
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "ray"]),
+    help="local: one process; ray: Ray tasks (local Ray, or --ray-address).",
+)
+@click.option("--ray-address", default=None, metavar="A", help="An existing Ray cluster.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Item generation seed.")
+@click.option(
+    "--sandbox",
+    default="subprocess",
+    show_default=True,
+    type=click.Choice(list(SANDBOXES)),
+    help="Where RLM code runs. inprocess is NOT a security boundary.",
+)
+@click.option(
+    "--max-iterations",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="RLM root turns per item.",
+)
+@click.option(
+    "--budget-usd",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop a run (one item, one method) once it has spent this much.",
+)
+@click.option(
+    "--context-window",
+    default=None,
+    metavar="TOKENS",
+    help="The window base, summary and codeact-bm25 cut and chunk to "
+    "(default: the model's, else 128k), e.g. 272k for GPT-5.",
+)
+@click.option("--retry-failed", is_flag=True, help="Run again the rows that failed.")
+@click.option(
+    "--report-only", is_flag=True, help="Only write table.md and the plots from results.jsonl."
+)
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def bench(
+    tasks: tuple[str, ...],
+    model: str | None,
+    sub_model: str | None,
+    base_url: str | None,
+    lengths: str,
+    n: int,
+    methods: str,
+    out_dir: Path,
+    concurrency: int,
+    executor: str,
+    ray_address: str | None,
+    seed: int,
+    sandbox: str,
+    max_iterations: int,
+    budget_usd: float | None,
+    context_window: str | None,
+    retry_failed: bool,
+    report_only: bool,
+    progress: bool,
+) -> None:
+    """Benchmark methods on TASKS (sniah, oolong, oolong-pairs, browsecomp-lite, codeqa-lite).
+
+    Writes OUT/results.jsonl (one line per item and method, resumable),
+    OUT/traces/, and OUT/table.md with score_vs_length.png and cost_vs_length.png.
+    """
+    from .methods import get_method
+    from .report import write_report
+    from .runner import BenchConfig, execute
+    from .tasks import get_task
+
+    if not report_only:
+        if not _names(tasks):
+            _fail("give at least one task (e.g. sniah,oolong)", EXIT_USAGE)
+        try:
+            config = BenchConfig(
+                tasks=tuple(get_task(name) for name in _names(tasks)),
+                methods=tuple(get_method(name) for name in _names(methods)),
+                model=model or _fail("--model is required", EXIT_USAGE),
+                sub_model=sub_model,
+                base_url=base_url,
+                lengths=tuple(parse_length(v) for v in _names(lengths)),
+                n=n,
+                out_dir=out_dir,
+                concurrency=concurrency,
+                executor="ray" if executor == "ray" else "local",
+                ray_address=ray_address,
+                seed=seed,
+                sandbox=sandbox,
+                max_iterations=max_iterations,
+                budget=Budget(usd=budget_usd) if budget_usd is not None else None,
+                retry_failed=retry_failed,
+                context_window=parse_length(context_window) if context_window else None,
+            )
+        except (ConfigError, ValueError) as exc:
+            _fail(str(exc), EXIT_USAGE)
+        try:
+            summary = execute(config, progress=progress)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        except RecursaError as exc:
+            _fail(str(exc), EXIT_FAILED)
+        except KeyboardInterrupt:
+            _fail("interrupted; run the same command again to resume", EXIT_INTERRUPTED)
+        cost = "n/a" if summary.cost_usd is None else f"${summary.cost_usd:,.4f}"
+        click.echo(
+            f"recursa: ran {summary.ran} (failed {summary.failed}), skipped {summary.skipped} "
+            f"already done, cost {cost}, {summary.seconds:.1f}s",
+            err=True,
+        )
+    try:
+        files = write_report(out_dir)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    click.echo(files.table.read_text(encoding="utf-8"))
+    click.echo(f"recursa: wrote {files.table}, {files.score_plot}, {files.cost_plot}", err=True)

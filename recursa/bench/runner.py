@@ -1,0 +1,629 @@
+"""Run benchmark tasks with several methods and record one JSON line per item and method.
+
+``run_bench`` goes through every task × length × item × method, writes each
+result to ``<out>/results.jsonl`` as soon as it is known (flushed), and skips
+pairs already there, so an interrupted run resumes where it stopped. A failed
+run is a row with ``error`` set and score 0, never a crash of the bench.
+
+Two executors: ``local`` runs items concurrently on one event loop (bounded by
+``concurrency``); ``ray`` sends each (item, method) to a Ray task (a local Ray,
+or an existing cluster at ``ray_address``). A Ray task rebuilds its item from
+``(task, length, seed, index)``; contexts never travel through Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import IO, Any, Literal
+
+from ..budget import Budget, Usage
+from ..errors import ConfigError
+from ..models.registry import ModelOptions, resolve
+from ..repl import SANDBOXES
+from .methods import Method, MethodContext, MethodResult, get_method
+from .tasks import Task, get_task
+from .tasks.base import Item, item_id
+from .tokens import parse_length
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_LENGTHS",
+    "RESULTS_FILE",
+    "BenchConfig",
+    "BenchSummary",
+    "ResultRow",
+    "execute",
+    "read_results",
+    "run_bench",
+    "run_one",
+]
+
+RESULTS_FILE = "results.jsonl"
+CONFIG_FILE = "config.json"
+TRACE_DIR = "traces"
+DEFAULT_LENGTHS: tuple[int, ...] = (8_000, 32_000, 128_000)
+ANSWER_CHARS = 2_000  # answers longer than this are cut in results.jsonl
+
+Executor = Literal["local", "ray"]
+
+
+@dataclass
+class ResultRow:
+    """One line of ``results.jsonl``: one method's run on one item."""
+
+    task: str
+    length: int
+    item: str
+    index: int
+    method: str
+    score: float
+    cost_usd: float | None
+    input_tokens: int
+    output_tokens: int
+    calls: int
+    seconds: float
+    trace: str | None
+    error: str | None
+    stopped: str | None = None
+    model: str = ""
+    sub_model: str | None = None
+    answer: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResultRow:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.item, self.method
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything one benchmark run needs; checked when made."""
+
+    tasks: tuple[Task, ...]
+    methods: tuple[Method, ...]
+    model: str
+    sub_model: str | None = None
+    base_url: str | None = None
+    lengths: tuple[int, ...] = DEFAULT_LENGTHS
+    n: int = 20
+    out_dir: Path = Path("results")
+    concurrency: int = 4
+    executor: Executor = "local"
+    ray_address: str | None = None
+    seed: int = 0
+    sandbox: str = "subprocess"
+    max_iterations: int = 30
+    budget: Budget | None = None
+    retry_failed: bool = False
+    context_window: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError("no benchmark task given")
+        if not self.methods:
+            raise ConfigError("no benchmark method given")
+        if not self.lengths:
+            raise ConfigError("no context length given")
+        for name, value in (("n", self.n), ("concurrency", self.concurrency)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.context_window is not None and self.context_window < 1_000:
+            raise ConfigError(f"context_window must be at least 1000 tokens, got "
+                              f"{self.context_window}")  # fmt: skip
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"unknown executor {self.executor!r} (choose local or ray)")
+        if self.sandbox not in SANDBOXES:
+            raise ConfigError(f"unknown sandbox {self.sandbox!r} (choose one of: "
+                              f"{', '.join(SANDBOXES)})")  # fmt: skip
+        for kind, names in (
+            ("task", [t.name for t in self.tasks]),
+            ("method", [m.name for m in self.methods]),
+        ):
+            if len(set(names)) != len(names):
+                raise ConfigError(f"a benchmark {kind} is given twice: {', '.join(names)}")
+        for method in self.methods:
+            method.check()
+        # A model that cannot be used (no key, bad name) is an error now, not in every row.
+        options = ModelOptions(base_url=self.base_url)
+        for spec in (self.model, self.sub_model):
+            if spec is not None:
+                resolve(spec, options)
+        if self.executor == "ray":
+            _ray()
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / RESULTS_FILE
+
+    def method_context(self) -> MethodContext:
+        trace_dir = self.out_dir / TRACE_DIR
+        return MethodContext(
+            model=self.model,
+            sub_model=self.sub_model,
+            base_url=self.base_url,
+            # Ray workers may run in another directory: give them an absolute path.
+            trace_dir=trace_dir.resolve() if self.executor == "ray" else trace_dir,
+            sandbox=self.sandbox,
+            max_iterations=self.max_iterations,
+            budget=self.budget,
+            context_window=self.context_window,
+        )
+
+
+@dataclass
+class BenchSummary:
+    """What a call of :func:`run_bench` did."""
+
+    results: Path
+    ran: int = 0
+    skipped: int = 0
+    failed: int = 0
+    cost_usd: float | None = 0.0
+    seconds: float = 0.0
+
+
+def run_bench(
+    tasks: Sequence[str | Task],
+    methods: Sequence[str | Method],
+    model: str,
+    sub_model: str | None = None,
+    *,
+    base_url: str | None = None,
+    lengths: Sequence[int | str] = DEFAULT_LENGTHS,
+    n: int = 20,
+    out_dir: str | Path = "results",
+    concurrency: int = 4,
+    executor: Executor = "local",
+    ray_address: str | None = None,
+    seed: int = 0,
+    sandbox: str = "subprocess",
+    progress: bool = True,
+    max_iterations: int = 30,
+    budget: Budget | None = None,
+    retry_failed: bool = False,
+    context_window: int | None = None,
+) -> BenchSummary:
+    """Run every task × length × item × method not yet in ``<out_dir>/results.jsonl``.
+
+    ``tasks`` and ``methods`` are registry names or objects. ``budget`` caps each
+    run (one item, one method). Rows that failed are run again only with
+    ``retry_failed``. ``context_window`` (tokens) is the window the baselines cut
+    and chunk to, when not the model's own (128K when the model declares none).
+    Blocks; call it outside an event loop.
+    """
+    config = BenchConfig(
+        tasks=tuple(get_task(t) if isinstance(t, str) else t for t in tasks),
+        methods=tuple(get_method(m) if isinstance(m, str) else m for m in methods),
+        model=model,
+        sub_model=sub_model,
+        base_url=base_url,
+        lengths=tuple(parse_length(v) for v in lengths),
+        n=n,
+        out_dir=Path(out_dir),
+        concurrency=concurrency,
+        executor=executor,
+        ray_address=ray_address,
+        seed=seed,
+        sandbox=sandbox,
+        max_iterations=max_iterations,
+        budget=budget,
+        retry_failed=retry_failed,
+        context_window=context_window,
+    )
+    return execute(config, progress=progress)
+
+
+def execute(config: BenchConfig, *, progress: bool = True) -> BenchSummary:
+    """Run a checked :class:`BenchConfig` (see :func:`run_bench`)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise ConfigError("run_bench() was called inside an event loop; call it from a thread")
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_models(config)
+    plan = _plan(config)
+    summary = BenchSummary(config.results_path, skipped=plan.skipped)
+    started = time.monotonic()
+    with _ResultsFile(config.results_path) as out, _Progress(plan.pending, progress) as bar:
+
+        def record(row: ResultRow) -> None:
+            out.write(row)
+            summary.ran += 1
+            summary.failed += row.error is not None
+            summary.cost_usd = _add(summary.cost_usd, row.cost_usd)
+            bar.advance(summary)
+
+        if config.executor == "ray":
+            _run_ray(config, plan, record)
+        else:
+            asyncio.run(_run_local(config, plan, record))
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
+# -- one run -----------------------------------------------------------------------------
+
+
+async def run_one(task: Task, item: Item, method: Method, ctx: MethodContext) -> ResultRow:
+    """``method`` on ``item``, scored; any failure becomes a row with ``error`` and score 0."""
+    started = time.monotonic()
+    try:
+        result = await method.run(item, ctx)
+    except Exception as exc:  # recorded in the row: one bad run must not end the bench
+        result = MethodResult("", Usage(), time.monotonic() - started, error=_describe(exc))
+    score = 0.0
+    if result.error is None:
+        try:
+            score = float(task.score(result.answer, item.gold))
+        except Exception as exc:  # a scorer bug is recorded like any other failure
+            result.error = f"scoring failed: {_describe(exc)}"
+    return _row(task, item.id, _index(item), item.length_tokens, method, ctx, result, score)
+
+
+def _row(
+    task: Task,
+    item: str,
+    index: int,
+    length: int,
+    method: Method,
+    ctx: MethodContext,
+    result: MethodResult,
+    score: float,
+) -> ResultRow:
+    usage = result.usage
+    return ResultRow(
+        task=task.name,
+        length=length,
+        item=item,
+        index=index,
+        method=method.name,
+        score=score,
+        cost_usd=usage.cost_usd,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        calls=usage.calls,
+        seconds=round(result.seconds, 3),
+        trace=str(result.trace) if result.trace is not None else None,
+        error=result.error,
+        stopped=result.stopped,
+        model=_spec(ctx.model),
+        sub_model=_spec(ctx.sub_model) if ctx.sub_model is not None else None,
+        answer=result.answer[:ANSWER_CHARS],
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _spec(model: Any) -> str:
+    return model if isinstance(model, str) else str(getattr(model, "spec", model))
+
+
+def _index(item: Item) -> int:
+    tail = item.id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+# -- planning and resuming ---------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """The runs still to do for one task at one length."""
+
+    task: Task
+    length: int
+    pending: list[tuple[int, Method]] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    groups: list[_Group]
+    skipped: int
+
+    @property
+    def pending(self) -> int:
+        return sum(len(g.pending) for g in self.groups)
+
+
+def read_results(path: Path) -> list[ResultRow]:
+    """The rows of a ``results.jsonl``, the last one for each (item, method); lines that
+    are not complete JSON (a run killed mid-write) are ignored."""
+    rows: dict[tuple[str, str], ResultRow] = {}
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(data, dict):
+                row = ResultRow.from_dict(data)
+                rows[row.key] = row
+    return list(rows.values())
+
+
+def _plan(config: BenchConfig) -> _Plan:
+    done = {
+        row.key
+        for row in read_results(config.results_path)
+        if row.error is None or not config.retry_failed
+    }
+    groups: list[_Group] = []
+    skipped = 0
+    for task in config.tasks:
+        for length in config.lengths:
+            group = _Group(task, length)
+            for index in range(config.n):
+                ident = item_id(task.name, length, config.seed, index)
+                for method in config.methods:
+                    if (ident, method.name) in done:
+                        skipped += 1
+                    else:
+                        group.pending.append((index, method))
+            if group.pending:
+                groups.append(group)
+    return _Plan(groups, skipped)
+
+
+def _check_same_models(config: BenchConfig) -> None:
+    """Refuse to mix results of different models in one directory; record the models."""
+    path = config.out_dir / CONFIG_FILE
+    mine = {"model": config.model, "sub_model": config.sub_model}
+    if path.exists():
+        try:
+            theirs = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            theirs = {}
+        for key, value in mine.items():
+            if key in theirs and theirs[key] != value:
+                raise ConfigError(
+                    f"{config.out_dir} holds results for {key} {theirs[key]!r}, not {value!r}; "
+                    "give another --out directory"
+                )
+    record = {
+        **mine,
+        "base_url": config.base_url,
+        "seed": config.seed,
+        "sandbox": config.sandbox,
+        "max_iterations": config.max_iterations,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+class _ResultsFile:
+    """``results.jsonl`` opened for appending; each row is flushed as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def __enter__(self) -> _ResultsFile:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        broken_tail = False
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open("rb") as fh:
+                fh.seek(-1, 2)
+                broken_tail = fh.read(1) != b"\n"
+        self._fh = self.path.open("a", encoding="utf-8")
+        if broken_tail:  # a line cut by a crash: end it so the next row starts cleanly
+            self._fh.write("\n")
+        return self
+
+    def write(self, row: ResultRow) -> None:
+        assert self._fh is not None
+        self._fh.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class _Progress:
+    """A rich progress bar on stderr (or nothing)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]bench[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self._task = self._bar.add_task("", total=total)
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def advance(self, summary: BenchSummary) -> None:
+        if self._bar is None:
+            return
+        cost = "cost n/a" if summary.cost_usd is None else f"${summary.cost_usd:,.2f}"
+        self._bar.update(self._task, advance=1, description=f"{summary.failed} failed, {cost}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# -- local executor ----------------------------------------------------------------------
+
+
+async def _run_local(config: BenchConfig, plan: _Plan, record: Callable[[ResultRow], None]) -> None:
+    ctx = config.method_context()
+    limit = asyncio.Semaphore(config.concurrency)
+
+    async def one(task: Task, item: Item, method: Method) -> None:
+        async with limit:
+            row = await run_one(task, item, method, ctx)
+        record(row)
+
+    # One (task, length) at a time, so only that group's contexts are held in memory.
+    for group in plan.groups:
+        items = await asyncio.to_thread(group.task.generate, config.n, group.length, config.seed)
+        await asyncio.gather(
+            *(one(group.task, items[index], method) for index, method in group.pending)
+        )
+
+
+# -- ray executor ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RayJob:
+    """What a Ray task needs: small, so no context travels through Ray."""
+
+    task: Task
+    method: Method
+    length: int
+    n: int
+    seed: int
+    index: int
+    ctx: MethodContext
+
+
+def _ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "the ray executor needs the ray package: pip install 'recursa[bench]'"
+        ) from exc
+    module: ModuleType = ray
+    return module
+
+
+_generated: dict[tuple[str, ...], list[Item]] = {}
+_GENERATED_KEPT = 2
+
+
+def _item_at(task: Task, index: int, n: int, length: int, seed: int) -> Item:
+    """Item ``index`` of ``task.generate(n, length, seed)``, generating the list once per
+    process (a Ray worker runs many items of the same task and length).
+
+    Tasks arrive unpickled, so they are known by type, settings and arguments.
+    """
+    settings = sorted(getattr(task, "__dict__", {}).items())
+    key = (type(task).__qualname__, task.name, repr(settings), str(n), str(length), str(seed))
+    if key not in _generated:
+        while len(_generated) >= _GENERATED_KEPT:
+            del _generated[next(iter(_generated))]
+        _generated[key] = task.generate(n, length, seed)
+    return _generated[key][index]
+
+
+def _ray_job(job: _RayJob) -> dict[str, Any]:
+    """Runs inside a Ray worker: make the item, run the method, return the row.
+
+    An item that cannot be made raises (the driver stops on a ConfigError, as the
+    local executor does); every failure of the run itself is in the row.
+    """
+    item = _item_at(job.task, job.index, job.n, job.length, job.seed)
+    row = asyncio.run(run_one(job.task, item, job.method, job.ctx))
+    return row.to_dict()
+
+
+def _failed_job(job: _RayJob, exc: BaseException) -> ResultRow:
+    result = MethodResult("", Usage(), 0.0, error=_describe(exc))
+    ident = item_id(job.task.name, job.length, job.seed, job.index)
+    return _row(job.task, ident, job.index, job.length, job.method, job.ctx, result, 0.0)
+
+
+def _config_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError a Ray task raised (Ray wraps it, usually as a subclass of it)."""
+    for candidate in (exc, getattr(exc, "cause", None)):
+        if isinstance(candidate, ConfigError):
+            return candidate
+    return None
+
+
+def _jobs(config: BenchConfig, plan: _Plan) -> Iterator[_RayJob]:
+    ctx = config.method_context()
+    for group in plan.groups:
+        for index, method in group.pending:
+            yield _RayJob(group.task, method, group.length, config.n, config.seed, index, ctx)
+
+
+def _run_ray(config: BenchConfig, plan: _Plan, record: Callable[[ResultRow], None]) -> None:
+    ray = _ray()
+    started_here = False
+    if not ray.is_initialized():
+        if config.ray_address:
+            ray.init(address=config.ray_address)
+        else:
+            ray.init()
+        started_here = True
+    remote = ray.remote(_ray_job)
+    waiting = deque(_jobs(config, plan))
+    in_flight: dict[Any, _RayJob] = {}
+    try:
+        while waiting or in_flight:
+            while waiting and len(in_flight) < config.concurrency:
+                job = waiting.popleft()
+                in_flight[remote.remote(job)] = job
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in done:
+                job = in_flight.pop(ref)
+                try:
+                    row = ResultRow.from_dict(ray.get(ref))
+                except Exception as exc:  # the item could not be made, or the worker died
+                    if (error := _config_error(exc)) is not None:
+                        raise ConfigError(str(error)) from exc
+                    row = _failed_job(job, exc)
+                record(row)
+    except BaseException:
+        for ref in in_flight:  # do not leave paid-for runs going whose rows nobody writes
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()

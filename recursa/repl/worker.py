@@ -1,0 +1,655 @@
+"""The sandbox worker: one REPL in its own process, talking to the host over a private channel.
+
+The host (:mod:`recursa.repl.subprocess` or :mod:`recursa.repl.docker`) copies this
+file and ``runtime.py`` into the sandbox's private directory and starts::
+
+    python -I -S -B worker.py CONFIG_JSON
+
+It uses the standard library only and imports nothing from recursa. Start-up, in order:
+
+1. ``unshare`` isolation level only: enter fresh user, mount, pid, network, ipc and
+   uts namespaces, build a private root filesystem from the mount plan, pivot into
+   it, drop to an unprivileged user (when started as root) and drop every capability.
+   (The ``bubblewrap`` level gets the same from ``bwrap`` before this process starts.)
+2. apply resource limits (memory, CPU time, processes, file size, open files, no core
+   files); they cannot be raised again by the code that runs later.
+3. load the context from an inherited read-only file descriptor (memory-mapped and
+   decoded in place: the text never crosses the channel), then close it.
+4. say ``hello`` and serve ``run`` messages until the channel closes.
+
+Channel frames are a 4-byte big-endian length and a UTF-8 JSON object::
+
+    host -> worker   {"op": "run", "code": ...}
+                     {"op": "reply", "id": N, "ok": value} | {"op": "reply", "id": N, "error": msg}
+    worker -> host   {"op": "hello", "pid": ..., "context_s": ..., "limits": {...}}
+                     {"op": "call", "id": N, "name": ..., "payload": {...}}
+                     {"op": "result", "output", "error", "final", "duration_s", "interrupted"}
+
+The host learns the REPL process's pid (as the host's pid namespace sees it) from
+the SCM_CREDENTIALS of the hello. A SIGINT from the host interrupts the running cell
+(it becomes a ``KeyboardInterrupt`` error and the variables are kept); between cells
+it is ignored. The worker exits when the channel closes, so it never outlives its
+host. Exit code 70: the sandbox could not be built (the host tries another isolation
+level); 71: the context could not be loaded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+HEADER_BYTES = 4
+EXIT_SETUP_FAILED = 70  # the sandbox could not be built: a different isolation level may work
+EXIT_CONTEXT_FAILED = 71  # the context could not be loaded (too big for the memory limit?)
+
+
+# -- channel -------------------------------------------------------------------------------
+def encode(msg: dict[str, Any]) -> bytes:
+    data = json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogatepass"
+    )
+    return len(data).to_bytes(HEADER_BYTES, "big") + data
+
+
+class Channel:
+    """Frames over a pair of file descriptors (one socket, or stdin/stdout pipes).
+
+    Only the reader thread reads and only the writer thread writes, so a
+    KeyboardInterrupt (always raised in the main thread) can never cut a frame in half.
+    """
+
+    def __init__(self, rfd: int, wfd: int) -> None:
+        import queue
+
+        self.rfd = rfd
+        self.wfd = wfd
+        self._buffer = bytearray()
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """Queue one message (raises TypeError/ValueError if it is not JSON)."""
+        self._outbox.put(encode(msg))  # SimpleQueue.put is one C call: not interruptible
+
+    def write_forever(self) -> None:
+        while True:
+            frame = self._outbox.get()
+            if frame is None:
+                return
+            view = memoryview(frame)
+            try:
+                while view:
+                    view = view[os.write(self.wfd, view) :]
+            except OSError:
+                os._exit(0)  # the host is gone
+
+    def recv(self) -> dict[str, Any] | None:
+        header = self._read_exact(HEADER_BYTES)
+        if header is None:
+            return None
+        body = self._read_exact(int.from_bytes(header, "big"))
+        if body is None:
+            return None
+        msg = json.loads(body.decode("utf-8", "surrogatepass"))
+        return msg if isinstance(msg, dict) else None
+
+    def _read_exact(self, n: int) -> bytes | None:
+        while len(self._buffer) < n:
+            try:
+                chunk = os.read(self.rfd, max(65536, min(n - len(self._buffer), 1 << 24)))
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self._buffer += chunk
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+
+class _Slot:
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reply: dict[str, Any] | None = None
+
+
+class Worker:
+    """Serves cells from the channel in the main thread; calls to the host from any thread."""
+
+    def __init__(self, channel: Channel, runtime: Any) -> None:
+        import queue
+
+        self.channel = channel
+        self.runtime = runtime
+        self.repl: Any = None
+        self.inbox: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.pending: dict[int, _Slot] = {}
+        self.ids = itertools.count(1)
+
+    # -- threads -------------------------------------------------------------------------
+    def start_threads(self) -> None:
+        for target, name in (
+            (self._read_forever, "reader"),
+            (self.channel.write_forever, "writer"),
+        ):
+            threading.Thread(target=_no_sigint(target), name=f"recursa-{name}", daemon=True).start()
+
+    def _read_forever(self) -> None:
+        while True:
+            try:
+                msg = self.channel.recv()
+            except ValueError:
+                msg = None
+            if msg is None:
+                os._exit(0)  # the host closed the channel (or died): never outlive it
+            op = msg.get("op")
+            if op == "reply":
+                slot = self.pending.get(msg.get("id", -1))
+                if slot is not None:
+                    slot.reply = msg
+                    slot.event.set()
+            elif op == "run":
+                self.inbox.put(msg)
+            elif op == "close":
+                os._exit(0)
+
+    # -- the REPL's only way out ---------------------------------------------------------
+    def call_host(self, name: str, payload: dict[str, Any]) -> Any:
+        HostCallError = self.runtime.HostCallError
+        call_id = next(self.ids)
+        slot = _Slot()
+        self.pending[call_id] = slot
+        try:
+            try:
+                self.channel.send({"op": "call", "id": call_id, "name": name, "payload": payload})
+            except (TypeError, ValueError) as exc:
+                raise HostCallError(f"{name}: arguments must be JSON values ({exc})") from None
+            slot.event.wait()
+        finally:
+            self.pending.pop(call_id, None)
+        reply = slot.reply or {}
+        if "error" in reply:
+            raise HostCallError(str(reply["error"]))
+        return reply.get("ok")
+
+    # -- cells ---------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Run cells in the main thread: a SIGINT interrupts a cell and is ignored between cells."""
+        while True:
+            signal.signal(signal.SIGINT, _ignore)
+            try:
+                msg = self.inbox.get()
+            except KeyboardInterrupt:
+                continue
+            if msg is None:
+                return
+            result: dict[str, Any] | None = None
+            try:
+                try:
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    result = self.repl.run(str(msg.get("code", "")))
+                finally:
+                    signal.signal(signal.SIGINT, _ignore)
+            except KeyboardInterrupt:
+                pass
+            if result is None:  # interrupted outside the runtime's own guard
+                result = {"output": "", "error": "KeyboardInterrupt", "final": None}
+            error = result.get("error") or ""
+            result["op"] = "result"
+            result["interrupted"] = error.rstrip().endswith("KeyboardInterrupt")
+            try:
+                self.channel.send(result)
+            except (TypeError, ValueError) as exc:
+                self.channel.send({"op": "result", "output": "", "error": str(exc), "final": None})
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """SIGINT between cells: a late interrupt for a cell that already finished."""
+
+
+def _no_sigint(target: Any) -> Any:
+    """Run ``target`` with SIGINT blocked, so the kernel delivers it to the main thread."""
+
+    def run() -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        target()
+
+    return run
+
+
+# -- context -------------------------------------------------------------------------------
+def load_context(fd: int, fmt: str) -> Any:
+    """Decode the context straight from a memory map of its file: one copy, the str."""
+    import mmap
+
+    try:
+        size = os.fstat(fd).st_size
+        text = ""
+        if size:
+            try:
+                with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+                    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
+                        mm.madvise(mmap.MADV_SEQUENTIAL)
+                    text = str(mm, "utf-8")
+            except (OSError, ValueError):  # not mappable (a pipe?): read it
+                with os.fdopen(os.dup(fd), "rb") as fh:
+                    text = fh.read().decode("utf-8")
+    finally:
+        os.close(fd)
+    if fmt == "json":
+        value = json.loads(text)
+        del text
+        return value
+    return text
+
+
+# -- resource limits -----------------------------------------------------------------------
+LIMITS = (
+    ("memory_bytes", "RLIMIT_AS"),
+    ("cpu_seconds", "RLIMIT_CPU"),
+    ("processes", "RLIMIT_NPROC"),
+    ("file_size_bytes", "RLIMIT_FSIZE"),
+    ("open_files", "RLIMIT_NOFILE"),
+)
+
+
+def apply_limits(limits: dict[str, Any], namespaced: bool) -> dict[str, Any]:
+    """Lower soft and hard limits (so they stay down); returns what is in force."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return {"unsupported": True}
+    applied: dict[str, Any] = {}
+    if hasattr(resource, "RLIMIT_CORE"):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core files in the private dir
+    for key, name in LIMITS:
+        value = limits.get(key)
+        res = getattr(resource, name, None)
+        if value is None or res is None:
+            continue
+        if key == "processes":
+            if limits.get("uid0"):
+                applied["processes_not_enforced"] = "uid 0"
+                continue
+            value = _process_limit(value, namespaced)
+            if value is None:
+                applied["processes_not_enforced"] = f"not supported on {sys.platform}"
+                continue
+        soft, hard = value, value + 5 if key == "cpu_seconds" else value  # SIGXCPU, then KILL
+        _, old_hard = resource.getrlimit(res)
+        if old_hard != resource.RLIM_INFINITY:
+            hard = min(hard, old_hard)
+            soft = min(soft, hard)
+        try:
+            resource.setrlimit(res, (soft, hard))
+        except (ValueError, OSError):  # e.g. RLIMIT_AS on macOS
+            continue
+        applied[key] = soft
+    return applied
+
+
+def _process_limit(limit: int, namespaced: bool) -> int | None:
+    """RLIMIT_NPROC counts every task of the (kernel's) user; uid 0 is exempt from it.
+
+    In a user namespace the kernel counts the namespace's own tasks, so the limit
+    is used as is. Without one, it is added to the tasks the user already runs.
+    """
+    if namespaced:
+        return limit
+    if not sys.platform.startswith("linux"):
+        return None
+    uid = str(os.getuid())
+    tasks = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/status") as fh:
+                    fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            except OSError:
+                continue
+            if fields.get("Uid", "").split()[:1] == [uid]:
+                tasks += int(fields.get("Threads", "1"))
+    return tasks + limit
+
+
+# -- the unshare isolation level -----------------------------------------------------------
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_MOVE, MS_REC = 32, 1024, 2048, 4096, 8192, 16384
+MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
+PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 38, 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "loongarch64": 41, "ppc64le": 203}
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+
+class SetupError(Exception):
+    pass
+
+
+class _Libc:
+    def __init__(self) -> None:
+        import ctypes
+
+        self.ctypes = ctypes
+        self.lib = ctypes.CDLL(None, use_errno=True)
+
+    def __call__(self, what: str, name: str, *args: Any) -> int:
+        fn = getattr(self.lib, name)
+        ret = int(fn(*args))
+        if ret < 0:
+            errno = self.ctypes.get_errno()
+            raise SetupError(f"{what}: {os.strerror(errno)} (errno {errno})")
+        return ret
+
+    def mount(
+        self, src: str | None, target: str, fstype: str | None, flags: int, data: str = ""
+    ) -> None:
+        self(
+            f"mount {src or fstype or ''} on {target}",
+            "mount",
+            _b(src),
+            _b(target),
+            _b(fstype),
+            self.ctypes.c_ulong(flags),
+            _b(data) if data else None,
+        )
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def die_with_parent(libc: _Libc, parent: int | None) -> None:
+    libc("prctl(PDEATHSIG)", "prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)  # the parent died before we asked to die with it
+
+
+def enter_sandbox(spec: dict[str, Any], inherited: list[int]) -> None:
+    """Become the REPL process of a fresh set of namespaces; return only in that process.
+
+    Three processes: this one stays outside and exits with the REPL's status; its child
+    is pid 1 of the new pid namespace (it reaps orphans; when it dies the kernel kills
+    everything in the namespace); the grandchild, pid 2, returns and runs the REPL.
+    Unprivileged (the usual case), a user namespace comes first and gives the rights
+    to mount. Started as root, the namespaces are made with real privileges and the
+    sandbox then drops to ``run_as`` inside its own user namespace, which makes
+    RLIMIT_NPROC count this sandbox's processes (uid 0 is exempt from that limit).
+    """
+    libc = _Libc()
+    privileged = bool(spec.get("privileged"))
+    with open("/proc/sys/kernel/cap_last_cap") as fh:
+        last_cap = int(fh.read())
+    uid, gid = os.geteuid(), os.getegid()
+    die_with_parent(libc, spec.get("host_pid"))
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    libc("unshare", "unshare", flags if privileged else flags | CLONE_NEWUSER)
+    if not privileged:
+        _map_ids(0, uid, 0, gid)
+    init = os.fork()
+    if init:
+        _wait_and_exit(init, inherited)
+    # pid 1 of the new namespace
+    die_with_parent(libc, None)
+    _build_root(libc, spec["root"], spec["mounts"])
+    hostname = b"sandbox"
+    libc("sethostname", "sethostname", hostname, len(hostname))
+    run_as = spec.get("run_as")
+    if privileged:
+        if not run_as:
+            raise SetupError("a privileged sandbox needs run_as")
+        new_uid, new_gid = int(run_as[0]), int(run_as[1])
+        os.setgroups([])
+        os.setresgid(new_gid, new_gid, new_gid)
+        os.setresuid(new_uid, new_uid, new_uid)
+        libc("prctl(DUMPABLE)", "prctl", PR_SET_DUMPABLE, 1, 0, 0, 0)  # own /proc/self again
+        libc("unshare(user)", "unshare", CLONE_NEWUSER)
+        _map_ids(new_uid, new_uid, new_gid, new_gid)
+    try:  # no nested user namespaces (their capabilities are a kernel attack surface)
+        with open("/proc/sys/user/max_user_namespaces", "w") as fh:
+            fh.write("0")
+    except OSError:
+        pass
+    _drop_capabilities(libc, last_cap)
+    worker = os.fork()
+    if worker:
+        _reap_until(worker, inherited)
+    die_with_parent(libc, 1)
+
+
+def _map_ids(inner_uid: int, outer_uid: int, inner_gid: int, outer_gid: int) -> None:
+    for path, text in (
+        ("/proc/self/setgroups", "deny"),
+        ("/proc/self/uid_map", f"{inner_uid} {outer_uid} 1\n"),
+        ("/proc/self/gid_map", f"{inner_gid} {outer_gid} 1\n"),
+    ):
+        try:
+            with open(path, "w") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise SetupError(f"writing {path}: {exc}") from None
+
+
+def _build_root(libc: _Libc, root: str, mounts: list[list[str]]) -> None:
+    libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    libc.mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
+    for kind, src, dst in mounts:
+        target = root + dst
+        if kind in ("ro", "rw"):
+            if os.path.isdir(src):
+                os.makedirs(target, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                open(target, "ab").close()
+            libc.mount(src, target, None, MS_BIND | (MS_REC if kind == "rw" else 0))
+            if kind == "ro":
+                _remount_readonly(libc, target)
+        elif kind == "symlink":
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.symlink(src, target)
+        elif kind == "dir":
+            os.makedirs(target, exist_ok=True)
+        elif kind == "proc":
+            os.makedirs(target, exist_ok=True)
+            libc.mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        elif kind == "dev":
+            os.makedirs(target, exist_ok=True)
+            for name in DEVICES:
+                open(f"{target}/{name}", "ab").close()
+                libc.mount(f"/dev/{name}", f"{target}/{name}", None, MS_BIND)
+            for name, link in (
+                ("fd", "/proc/self/fd"),
+                ("stdin", "/proc/self/fd/0"),
+                ("stdout", "/proc/self/fd/1"),
+                ("stderr", "/proc/self/fd/2"),
+            ):
+                os.symlink(link, f"{target}/{name}")
+            os.makedirs(f"{target}/shm")
+            libc.mount("tmpfs", f"{target}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m")
+        else:
+            raise SetupError(f"unknown mount kind {kind!r}")
+    os.chdir(root)
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is not None:
+        libc("pivot_root", "syscall", number, b".", b".")
+        libc("umount old root", "umount2", b".", MNT_DETACH)
+    else:  # no pivot_root number known: move the new root over / and chroot into it
+        libc.mount(".", "/", None, MS_MOVE)
+        os.chroot(".")
+    os.chdir("/")
+    libc.mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _remount_readonly(libc: _Libc, target: str) -> None:
+    """Read-only bind, keeping the flags the kernel locks (nosuid, nodev, atime, ...)."""
+    st = os.statvfs(target)
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+    for st_flag, ms_flag in (
+        (os.ST_NOEXEC, MS_NOEXEC),
+        (os.ST_NOATIME, MS_NOATIME),
+        (os.ST_NODIRATIME, MS_NODIRATIME),
+        (os.ST_RELATIME, MS_RELATIME),
+    ):
+        if st.f_flag & st_flag:
+            flags |= ms_flag
+    if not st.f_flag & (os.ST_NOATIME | os.ST_RELATIME):
+        flags |= MS_STRICTATIME
+    libc.mount(None, target, None, flags)
+
+
+def _drop_capabilities(libc: _Libc, last_cap: int) -> None:
+    for cap in range(last_cap + 1):
+        libc(f"drop capability {cap}", "prctl", PR_CAPBSET_DROP, cap, 0, 0, 0)
+    libc("clear ambient capabilities", "prctl", PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    libc("no_new_privs", "prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    ctypes = libc.ctypes
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+    libc("capset", "capset", header, data)
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as shells do
+
+
+def _wait_and_exit(child: int, inherited: list[int]) -> None:
+    for fd in inherited:
+        os.close(fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+        except ChildProcessError:
+            os._exit(1)
+        os._exit(_exit_code(status))
+
+
+def _reap_until(worker: int, inherited: list[int]) -> None:
+    """pid 1: reap every orphan; exit (so the kernel kills the namespace) with the REPL."""
+    for fd in inherited:
+        os.close(fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(1)
+        if pid == worker:
+            os._exit(_exit_code(status))
+
+
+# -- main ----------------------------------------------------------------------------------
+def _load_runtime(path: str) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recursa_runtime", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["recursa_runtime"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _site_builtins() -> None:
+    """exit(), quit() and help(), which ``site`` would define (the worker starts with -S)."""
+    import builtins
+
+    try:
+        import _sitebuiltins
+    except ImportError:
+        return
+    for name in ("exit", "quit"):
+        if not hasattr(builtins, name):
+            setattr(builtins, name, _sitebuiltins.Quitter(name, "Ctrl-D (i.e. EOF)"))
+    if not hasattr(builtins, "help"):
+        builtins.help = _sitebuiltins._Helper()
+
+
+def _fail(stage: str, message: str) -> None:
+    sys.stderr.write(f"recursa worker: {stage} failed: {message}\n")
+    sys.stderr.flush()
+    os._exit(EXIT_SETUP_FAILED if stage == "setup" else EXIT_CONTEXT_FAILED)
+
+
+def main(argv: list[str]) -> None:
+    config: dict[str, Any] = json.loads(argv[1])
+    channel_cfg = config["channel"]
+    if channel_cfg.get("stdio"):  # docker: frames on stdin/stdout; stray output to stderr
+        rfd, wfd = os.dup(0), os.dup(1)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(2, 1)
+        os.close(devnull)
+    else:
+        rfd = wfd = int(channel_cfg["fd"])
+    context_cfg = config["context"]
+    context_fd = (
+        int(context_cfg["fd"]) if "fd" in context_cfg else os.open(context_cfg["path"], os.O_RDONLY)
+    )
+    inherited = sorted({rfd, wfd, context_fd})
+    try:
+        sandbox = config.get("unshare")
+        if sandbox:
+            enter_sandbox(sandbox, inherited)
+        elif config.get("die_with_parent") and sys.platform.startswith("linux"):
+            die_with_parent(_Libc(), config.get("host_pid"))
+        os.chdir(config["cwd"])
+        limits = apply_limits(config.get("limits", {}), namespaced=bool(config.get("namespaced")))
+        runtime = _load_runtime(config["runtime"])
+    except (SetupError, OSError, ValueError, ImportError) as exc:
+        _fail("setup", str(exc))
+    for fd in inherited:
+        if fd != context_fd:
+            os.set_inheritable(fd, False)
+    sys.path.extend(config.get("sys_path", []))
+    _site_builtins()
+    import faulthandler
+
+    faulthandler.enable(all_threads=False)  # a crash leaves the cell's stack in the log
+    started = time.perf_counter()
+    try:
+        context = load_context(context_fd, context_cfg.get("format", "text"))
+    except MemoryError:
+        _fail("context", "the context does not fit in the sandbox memory limit")
+    except (OSError, ValueError) as exc:
+        _fail("context", str(exc))
+    context_s = time.perf_counter() - started
+    worker = Worker(Channel(rfd, wfd), runtime)
+    repl_cfg = config.get("repl", {})
+    if context_cfg.get("format") == "json":
+        context = runtime.materialize(context)  # images back into Image objects
+    worker.repl = runtime.Repl(
+        context,
+        worker.call_host,
+        subcalls=bool(repl_cfg.get("subcalls", True)),
+        tools=repl_cfg.get("tools", []),
+        max_output_chars=int(repl_cfg.get("max_output_chars", 20_000)),
+    )
+    del context
+    worker.start_threads()
+    worker.channel.send(
+        {"op": "hello", "pid": os.getpid(), "context_s": context_s, "limits": limits}
+    )
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
