@@ -85,4 +85,7 @@ def resolve(spec: str | Model, options: ModelOptions | None = None) -> Model:
     if provider not in providers() and options.base_url:
         # "--base-url http://vllm:8000/v1 --model Qwen/Qwen3-8B": any name goes to that server.
         provider, name = "openai", spec
+    if provider != "openai":
+        # --base-url names an OpenAI-compatible server; other providers keep their own.
+        options = replace(options, base_url=None)
     return _factory(provider)(name, replace(options))

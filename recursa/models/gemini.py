@@ -1,0 +1,215 @@
+"""Google's Gemini API (``gemini/<model>``) on the ``google-genai`` SDK.
+
+Roles map to Gemini's (``assistant`` -> ``model``); system messages become the
+``system_instruction``. The SDK's own retries are off by default and stay off
+(retries are recursa's). recursa hands the SDK its own ``httpx`` clients, so
+connections are bound to the run's event loop and closed by :meth:`aclose`,
+errors are the same whichever HTTP backends happen to be installed (the SDK
+prefers aiohttp where it finds it), and one TLS context serves them all.
+
+Thinking tokens (Gemini 2.5) are billed as output and counted as output here.
+Implicit-cache hits (``cached_content_token_count``) are inside the prompt
+count and priced at the ``cached`` price.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from ..errors import ConfigError, ModelError
+from ._http import retry_after_seconds, status_error, where
+from .base import BaseModel, Completion, Message, TransientError, estimate_tokens, message_text
+from .registry import ModelOptions
+
+# Gemini rejects empty parts; an empty turn (a model that said nothing) becomes this.
+EMPTY_TURN = "(empty)"
+ROLES = {"user": "user", "assistant": "model"}
+
+
+class GeminiModel(BaseModel):
+    """Gemini models over the Gemini Developer API (``generateContent``)."""
+
+    provider = "gemini"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        options: ModelOptions | None = None,
+    ) -> None:
+        options = options or ModelOptions()
+        super().__init__(
+            name,
+            retry=options.retry,
+            timeout=options.timeout,
+            context_window=options.context_window,
+        )
+        api_key = (
+            api_key
+            or options.api_key
+            or os.environ.get("GEMINI_API_KEY")
+            or os.environ.get("GOOGLE_API_KEY")
+        )
+        if not api_key:
+            raise ConfigError(f"no API key for {self.spec}: set GEMINI_API_KEY (or GOOGLE_API_KEY)")
+        self.base_url = base_url or options.base_url
+        self._api_key = api_key
+        self._client: genai.Client | None = None
+        self._http: tuple[httpx.AsyncClient, httpx.Client] | None = None
+
+    @property
+    def client(self) -> genai.Client:
+        if self._client is None:
+            # The SDK insists on a synchronous client as well; it stays idle.
+            self._http = (
+                httpx.AsyncClient(timeout=self.timeout, verify=_tls()),
+                httpx.Client(timeout=self.timeout, verify=_tls()),
+            )
+            self._client = genai.Client(
+                api_key=self._api_key,
+                http_options=types.HttpOptions(
+                    base_url=self.base_url,
+                    timeout=int(self.timeout * 1000),  # milliseconds
+                    httpx_async_client=self._http[0],
+                    httpx_client=self._http[1],
+                ),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        http, self._http = self._http, None
+        if client is not None:
+            await client.aio.aclose()
+            client.close()
+        if http is not None:
+            await http[0].aclose()
+            http[1].close()
+
+    async def _request(
+        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+    ) -> Completion:
+        system, contents = to_gemini(messages)
+        config = types.GenerateContentConfig(
+            system_instruction=system,
+            max_output_tokens=max_tokens,
+            temperature=temperature,
+        )
+        try:
+            response = await self.client.aio.models.generate_content(
+                model=self.name,
+                contents=contents,
+                config=config,
+            )
+        except genai_errors.APIError as exc:
+            raise self._translate(exc) from exc
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise TransientError(f"connection failed: {exc}") from exc
+        if not response.candidates:
+            feedback = response.prompt_feedback
+            reason = feedback.block_reason if feedback is not None else None
+            raise ModelError(
+                f"{where(self.spec, self.base_url)}: no reply"
+                + (f" (prompt blocked: {reason})" if reason else ""),
+                model=self.spec,
+            )
+        content = response.candidates[0].content
+        parts = (content.parts if content is not None else None) or []
+        text = "".join(p.text for p in parts if p.text and not p.thought)
+        usage = response.usage_metadata
+        if usage is None or usage.prompt_token_count is None:
+            input_tokens = estimate_tokens(message_text(messages))
+            output_tokens, cached = estimate_tokens(text), 0
+        else:
+            input_tokens = usage.prompt_token_count
+            output_tokens = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+            cached = usage.cached_content_token_count or 0
+        return Completion(
+            text=text,
+            model=self.spec,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached,
+        )
+
+    def _translate(self, exc: genai_errors.APIError) -> Exception:
+        status = exc.code
+        detail = exc.message or str(exc)
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+        if status == 400 and ("API_KEY_INVALID" in str(exc.details) or "API key" in detail):
+            status = 401
+        headers = getattr(exc.response, "headers", None) or {}
+        retry_after = retry_after_seconds(headers) or _retry_delay(exc.details)
+        return status_error(
+            spec=self.spec,
+            where=where(self.spec, self.base_url),
+            status=status,
+            detail=detail,
+            retry_after=retry_after,
+        )
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS settings, loaded once (loading the CA bundle is slow)."""
+    return httpx.create_ssl_context()
+
+
+def to_gemini(messages: Sequence[Message]) -> tuple[str | None, list[types.ContentDict]]:
+    """OpenAI-shaped messages to a ``system_instruction`` and Gemini ``contents``."""
+    system: list[str] = []
+    turns: list[tuple[str, list[str]]] = []
+    for message in messages:
+        texts = _texts(message["content"])
+        if message["role"] == "system":
+            system.extend(texts)
+        elif turns and turns[-1][0] == ROLES[message["role"]]:
+            turns[-1][1].extend(texts)  # Gemini wants roles to alternate
+        else:
+            turns.append((ROLES[message["role"]], texts))
+    contents: list[types.ContentDict] = [
+        {"role": role, "parts": [{"text": t} for t in texts or [EMPTY_TURN]]}
+        for role, texts in turns
+    ]
+    return ("\n\n".join(system) if system else None), contents
+
+
+def _texts(content: str | list[dict[str, Any]]) -> list[str]:
+    if isinstance(content, str):
+        return [content] if content else []
+    texts: list[str] = []
+    for part in content:
+        if part.get("type") != "text":
+            raise ConfigError(f"gemini: unsupported message content part {part.get('type')!r}")
+        if part.get("text"):
+            texts.append(str(part["text"]))
+    return texts
+
+
+def _retry_delay(details: Any) -> float | None:
+    """Gemini's RetryInfo hint (``"retryDelay": "36s"``) from an error body."""
+    error = details.get("error") if isinstance(details, dict) else None
+    entries = error.get("details") if isinstance(error, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and str(entry.get("@type", "")).endswith("RetryInfo"):
+            try:
+                return float(str(entry.get("retryDelay", "")).rstrip("s"))
+            except ValueError:
+                return None
+    return None
+
+
+def create(name: str, options: ModelOptions) -> GeminiModel:
+    """Registry entry point for ``gemini/<model>``."""
+    return GeminiModel(name, options=options)
