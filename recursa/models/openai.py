@@ -126,8 +126,11 @@ class OpenAIModel(BaseModel):
                 model=self.spec,
             )
         if status == 404:
+            hint = ""
+            if self.base_url and not self.base_url.rstrip("/").endswith("/v1"):
+                hint = " (OpenAI-compatible servers usually want the base URL to end in /v1)"
             return ModelNotFoundError(
-                f"{where}: model not found (404): {detail}", status=status, model=self.spec
+                f"{where}: model not found (404): {detail}{hint}", status=status, model=self.spec
             )
         if status in (408, 409, 429) or status >= 500:
             retry_after = _retry_after(exc)
