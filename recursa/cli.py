@@ -197,6 +197,25 @@ def main() -> None:
     type=click.Path(dir_okay=False),
     help="A JSON Schema file the final answer must validate against.",
 )
+@click.option(
+    "--cache",
+    "cache",
+    default=None,
+    metavar="PATH",
+    is_flag=False,
+    flag_value="",
+    help="Answer repeated model requests from a SQLite cache, at no cost (no PATH: "
+    "$RECURSA_CACHE_DIR/responses.sqlite or ~/.cache/recursa/responses.sqlite).",
+)
+@click.option(
+    "--replay",
+    "replay",
+    default=None,
+    metavar="TRACE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Re-run the run recorded in TRACE offline: models answer from the trace (its "
+    "models, depth, iterations and budget unless given); exit 1 if the run diverges.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
 @click.option(
     "--progress/--no-progress",
@@ -221,6 +240,8 @@ def run(
     trace: str | None,
     tools_target: str | None,
     schema_file: str | None,
+    cache: str | None,
+    replay: Path | None,
     as_json: bool,
     progress: bool | None,
 ) -> None:
@@ -233,15 +254,45 @@ def run(
         fail("the query is empty", EXIT_USAGE)
     context = _read_context(context_arg)
     show_progress = progress if progress is not None else not as_json
+    budget = Budget(budget_usd, budget_tokens, budget_seconds, budget_calls)
+    recording = None
+    models: tuple[Any, Any] = (model or default_model(), sub_model)
+    if replay is not None:
+        from click.core import ParameterSource
+
+        from .replay import Recording
+
+        if model or sub_model or base_url:
+            fail(
+                "--replay takes the models from the trace: drop --model/--sub-model/--base-url",
+                EXIT_USAGE,
+            )
+        try:
+            recording = Recording.load(replay)
+        except ConfigError as exc:
+            fail(str(exc), EXIT_USAGE)
+        models = recording.models()
+        recorded = recording.settings
+        given = click.get_current_context().get_parameter_source
+        if recorded.max_depth is not None and given("max_depth") is ParameterSource.DEFAULT:
+            max_depth = recorded.max_depth
+        if (
+            recorded.max_iterations is not None
+            and given("max_iterations") is ParameterSource.DEFAULT
+        ):
+            max_iterations = recorded.max_iterations
+        if recorded.budget is not None and budget == Budget():
+            budget = recorded.budget
     try:
         schema = _load_schema(schema_file) if schema_file else None
         rlm = RLM(
-            model or default_model(),
-            sub_model,
+            models[0],
+            models[1],
             base_url=base_url,
             max_depth=max_depth,
             max_iterations=max_iterations,
-            budget=Budget(budget_usd, budget_tokens, budget_seconds, budget_calls),
+            budget=budget,
+            cache=None if cache is None else (True if cache == "" else Path(cache)),
             sandbox=sandbox,
             cell_timeout=cell_timeout,
             max_concurrency=concurrency,
@@ -250,6 +301,8 @@ def run(
         )
         with progress_sinks(show_progress) as sinks:
             result = rlm.completion(query, context, output_type=schema, sinks=sinks)
+        if recording is not None:
+            recording.verify()
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except RecursaError as exc:
@@ -399,6 +452,98 @@ def trace_export(trace: Path, endpoint: str, content: bool) -> None:
     except RecursaError as exc:
         fail(str(exc), EXIT_FAILED)
     click.echo(f"exported {summary.spans} spans (trace id {summary.trace_id})")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (0: any free one).")  # fmt: skip
+@click.option("--model", "-m", default=None, metavar="M",
+              help="Root model, served as model 'recursa' (default as for run).")  # fmt: skip
+@click.option("--sub-model", default=None, metavar="M", help="Model for llm_query sub-calls.")
+@click.option("--base-url", default=None, metavar="URL",
+              help="An OpenAI-compatible server for the models.")  # fmt: skip
+@click.option("--max-depth", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--max-iterations", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--budget-usd", type=float, default=None, callback=_positive,
+              help="Per-run limit; a request's rlm.budget may only lower it.")  # fmt: skip
+@click.option("--budget-tokens", type=int, default=None, callback=_positive)
+@click.option("--budget-calls", type=int, default=None, callback=_positive)
+@click.option("--budget-seconds", type=float, default=None, callback=_positive)
+@click.option("--sandbox", default="subprocess", show_default=True,
+              type=click.Choice(["subprocess", "inprocess", "docker"]))  # fmt: skip
+@click.option("--cell-timeout", default=120.0, show_default=True, type=float, callback=_positive)
+@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Sub-calls in flight per model, per run.")  # fmt: skip
+@click.option("--cache", "cache", default=None, metavar="PATH", is_flag=False, flag_value="",
+              help="Answer repeated model requests from a SQLite cache.")  # fmt: skip
+@click.option("--trace-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Write one JSONL trace per run here.")  # fmt: skip
+@click.option("--api-key", envvar="RECURSA_SERVE_API_KEY", default=None, metavar="KEY",
+              help="Require 'Authorization: Bearer KEY' ($RECURSA_SERVE_API_KEY).")  # fmt: skip
+@click.option("--max-concurrent-runs", default=4, show_default=True, type=click.IntRange(min=1),
+              help="RLM runs at once.")  # fmt: skip
+@click.option("--max-queued", default=16, show_default=True, type=click.IntRange(min=0),
+              help="Requests that may wait for a run slot; beyond them: 429.")  # fmt: skip
+@click.option("--allow-model", "allowed", multiple=True, metavar="SPEC",
+              help="Also serve this provider/name as a request's model (repeatable).")  # fmt: skip
+@click.option("--allow-any-model", is_flag=True,
+              help="Let requests name any provider/name as their root model.")  # fmt: skip
+def serve(
+    host: str,
+    port: int,
+    model: str | None,
+    sub_model: str | None,
+    base_url: str | None,
+    max_depth: int,
+    max_iterations: int,
+    budget_usd: float | None,
+    budget_tokens: int | None,
+    budget_calls: int | None,
+    budget_seconds: float | None,
+    sandbox: str,
+    cell_timeout: float,
+    concurrency: int,
+    cache: str | None,
+    trace_dir: Path | None,
+    api_key: str | None,
+    max_concurrent_runs: int,
+    max_queued: int,
+    allowed: tuple[str, ...],
+    allow_any_model: bool,
+) -> None:
+    """Serve the RLM behind an OpenAI-compatible API (/v1/chat/completions)."""
+    from .rlm import RLM
+    from .serve import make_app
+    from .serve import serve as run_server
+
+    budget = Budget(budget_usd, budget_tokens, budget_seconds, budget_calls)
+    try:
+        rlm = RLM(
+            model or default_model(),
+            sub_model,
+            base_url=base_url,
+            max_depth=max_depth,
+            max_iterations=max_iterations,
+            budget=budget if budget != Budget() else None,
+            sandbox=sandbox,
+            cell_timeout=cell_timeout,
+            max_concurrency=concurrency,
+            cache=None if cache is None else (True if cache == "" else Path(cache)),
+        )
+        app = make_app(
+            rlm,
+            trace_dir=trace_dir,
+            api_key=api_key,
+            max_concurrent_runs=max_concurrent_runs,
+            max_queued=max_queued,
+            allow_models=True if allow_any_model else set(allowed),
+        )
+        run_server(app, host, port)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except OSError as exc:  # the port is taken, or the address is not ours
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
 
 
 def _register_bench() -> None:

@@ -148,3 +148,5 @@ COMPACT_REQUEST = (
 )
 
 COMPACTED_PREFIX = "Summary of the earlier conversation (the REPL still holds its variables):"
+
+COMPACTED_ACK = "Understood; my variables are still in the REPL."

@@ -24,11 +24,13 @@ from .context import Context, ContextInput
 from .errors import BudgetExceeded, ConfigError, RecursaError
 from .models import pricing
 from .models.base import Message, Model, estimate_tokens, message_text
+from .models.cache import CacheOption, open_cache, with_cache
 from .models.registry import ModelOptions, resolve
 from .output import AnswerInvalid, OutputSpec
 from .parsing import parse_reply
 from .repl import SANDBOXES, SandboxConfig, make_sandbox
 from .repl.base import CellResult, Sandbox
+from .replay import ReplayModel
 from .tools import Tool, ToolSet
 from .trace import DEFAULT_MAX_CHARS, JsonlSink, Sink, Tracer
 
@@ -109,6 +111,7 @@ class RLM:
         trace_max_chars: int = DEFAULT_MAX_CHARS,
         request_timeout: float = 300.0,
         compact_after_chars: int | None = None,
+        cache: CacheOption = None,
     ) -> None:
         if max_depth < 0:
             raise ConfigError(f"max_depth must be >= 0, got {max_depth}")
@@ -125,8 +128,13 @@ class RLM:
             known = ", ".join(SANDBOXES)
             raise ConfigError(f"unknown sandbox {sandbox!r} (choose one of: {known})")
         self.options = ModelOptions(base_url=base_url, api_key=api_key, timeout=request_timeout)
-        self.model = resolve(model, self.options)
-        self.sub_model = resolve(sub_model, self.options) if sub_model is not None else self.model
+        self.cache = open_cache(cache)
+        self.model = with_cache(resolve(model, self.options), self.cache)
+        self.sub_model = (
+            with_cache(resolve(sub_model, self.options), self.cache)
+            if sub_model is not None
+            else self.model
+        )
         self.max_depth = max_depth
         self.max_iterations = max_iterations
         self.budget = budget
@@ -227,7 +235,11 @@ class _Run:
         if spec is None or spec == default.spec:
             return default
         if spec not in self.models:
-            self.models[spec] = resolve(spec, self.rlm.options)
+            if isinstance(default, ReplayModel):  # a replay never reaches a real model
+                self.models[spec] = default.sibling(spec)
+            else:
+                model = resolve(spec, self.rlm.options)
+                self.models[spec] = with_cache(model, self.rlm.cache)
         return self.models[spec]
 
     async def _hold(self, model: Model) -> None:
@@ -323,6 +335,9 @@ class _Run:
             max_depth=rlm.max_depth, max_iterations=rlm.max_iterations,
             budget=_budget_dict(rlm.budget), sandbox=rlm.sandbox,
             context=root.context.info.to_dict(),
+            models={m.spec: {"context_window": m.context_window,
+                             "prompt_style": getattr(m, "prompt_style", "full")}
+                    for m in (rlm.model, rlm.sub_model)},
         )  # fmt: skip
         try:
             async with self.resources:
@@ -583,7 +598,7 @@ class _Node:
         self.messages = [
             self.messages[0],
             {"role": "user", "content": f"{prompts.COMPACTED_PREFIX}\n{summary}"},
-            {"role": "assistant", "content": "Understood; my variables are still in the REPL."},
+            {"role": "assistant", "content": prompts.COMPACTED_ACK},
             pending,
         ]
         self._traced = len(self.messages) - 1
