@@ -50,6 +50,37 @@ def _read_context(value: str) -> Any:
     return Path(value)
 
 
+def _recorded_query(trace: Path) -> str | None:
+    from .trace import read_events
+
+    events, _ = read_events(trace)
+    start = next((e for e in events if e["type"] == "run_start"), None)
+    return str(start["query"]) if start and start.get("query") else None
+
+
+def _replay_settings(
+    trace: Path, max_depth: int, max_iterations: int, budget: Budget
+) -> tuple[Any, int, int, Budget]:
+    """The recording, and the recorded depth, iterations and budget unless given."""
+    from click.core import ParameterSource
+
+    from .replay import Recording
+
+    try:
+        recording = Recording.load(trace)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    recorded = recording.settings
+    given = click.get_current_context().get_parameter_source
+    if recorded.max_depth is not None and given("max_depth") is ParameterSource.DEFAULT:
+        max_depth = recorded.max_depth
+    if recorded.max_iterations is not None and given("max_iterations") is ParameterSource.DEFAULT:
+        max_iterations = recorded.max_iterations
+    if recorded.budget is not None and budget == Budget():
+        budget = recorded.budget
+    return recording, max_depth, max_iterations, budget
+
+
 def _load_schema(path: str) -> dict[str, Any]:
     try:
         schema = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -80,7 +111,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("query")
+@click.argument("query", required=False)
 @click.option(
     "--context",
     "-c",
@@ -184,6 +215,15 @@ def main() -> None:
     help="Write the trajectory as JSONL (no FILE: ./recursa-runs/).",
 )
 @click.option(
+    "--resume",
+    "resume",
+    default=None,
+    metavar="TRACE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Continue the stopped run recorded in TRACE: its calls are replayed at no cost "
+    "(rebuilding the REPL), then the run goes on live. QUERY defaults to the recorded one.",
+)
+@click.option(
     "--tools",
     "tools_target",
     default=None,
@@ -223,7 +263,7 @@ def main() -> None:
     help="Live progress on stderr (default: on, off with --json).",
 )
 def run(
-    query: str,
+    query: str | None,
     context_arg: str,
     model: str | None,
     sub_model: str | None,
@@ -242,6 +282,7 @@ def run(
     schema_file: str | None,
     cache: str | None,
     replay: Path | None,
+    resume: Path | None,
     as_json: bool,
     progress: bool | None,
 ) -> None:
@@ -250,39 +291,26 @@ def run(
     from .rlm import RLM
     from .tools import load_tools
 
-    if not query.strip():
-        fail("the query is empty", EXIT_USAGE)
+    recorded_run = resume or replay
+    if query is None and recorded_run is not None:
+        query = _recorded_query(recorded_run)
+    if query is None or not query.strip():
+        fail("the query is empty" if query is not None else "missing QUERY", EXIT_USAGE)
     context = _read_context(context_arg)
     show_progress = progress if progress is not None else not as_json
     budget = Budget(budget_usd, budget_tokens, budget_seconds, budget_calls)
     recording = None
     models: tuple[Any, Any] = (model or default_model(), sub_model)
     if replay is not None:
-        from click.core import ParameterSource
-
-        from .replay import Recording
-
         if model or sub_model or base_url:
             fail(
                 "--replay takes the models from the trace: drop --model/--sub-model/--base-url",
                 EXIT_USAGE,
             )
-        try:
-            recording = Recording.load(replay)
-        except ConfigError as exc:
-            fail(str(exc), EXIT_USAGE)
+        recording, max_depth, max_iterations, budget = _replay_settings(
+            replay, max_depth, max_iterations, budget
+        )
         models = recording.models()
-        recorded = recording.settings
-        given = click.get_current_context().get_parameter_source
-        if recorded.max_depth is not None and given("max_depth") is ParameterSource.DEFAULT:
-            max_depth = recorded.max_depth
-        if (
-            recorded.max_iterations is not None
-            and given("max_iterations") is ParameterSource.DEFAULT
-        ):
-            max_iterations = recorded.max_iterations
-        if recorded.budget is not None and budget == Budget():
-            budget = recorded.budget
     try:
         schema = _load_schema(schema_file) if schema_file else None
         rlm = RLM(
@@ -300,7 +328,7 @@ def run(
             trace=(True if trace == "" else Path(trace)) if trace is not None else None,
         )
         with progress_sinks(show_progress) as sinks:
-            result = rlm.completion(query, context, output_type=schema, sinks=sinks)
+            result = rlm.completion(query, context, output_type=schema, sinks=sinks, resume=resume)
         if recording is not None:
             recording.verify()
     except ConfigError as exc:

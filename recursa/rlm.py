@@ -31,6 +31,7 @@ from .parsing import parse_reply
 from .repl import SANDBOXES, SandboxConfig, make_sandbox
 from .repl.base import CellResult, Sandbox
 from .replay import ReplayModel
+from .resume import ResumingModel, load_recording
 from .tools import Tool, ToolSet
 from .trace import DEFAULT_MAX_CHARS, JsonlSink, Sink, Tracer
 
@@ -155,10 +156,13 @@ class RLM:
         *,
         output_type: Any = None,
         sinks: Sequence[Sink] = (),
+        resume: str | Path | None = None,
     ) -> Result:
         """Answer ``query`` over ``context``. Blocks; see :meth:`acompletion`."""
         _no_running_loop("completion")
-        return asyncio.run(self.acompletion(query, context, output_type=output_type, sinks=sinks))
+        return asyncio.run(
+            self.acompletion(query, context, output_type=output_type, sinks=sinks, resume=resume)
+        )
 
     async def acompletion(
         self,
@@ -167,15 +171,18 @@ class RLM:
         *,
         output_type: Any = None,
         sinks: Sequence[Sink] = (),
+        resume: str | Path | None = None,
     ) -> Result:
         """Answer ``query`` over ``context`` (a str, Path, list[str] or dict).
 
         With ``output_type`` (a pydantic model or any type pydantic validates, or a
         JSON Schema dict) the final answer must validate; ``result.output`` holds it.
+        ``resume`` is the trace of a stopped run of the same query and context: what it
+        recorded is replayed at no cost (rebuilding the REPL), then the run goes on live.
         """
         _check_query(query)
         ctx = context if isinstance(context, Context) else Context(context)
-        run = _Run(self, list(sinks))
+        run = _Run(self, list(sinks), resume=resume)
         root = _Node(run, query, ctx, depth=0, parent=None, ledger=run.ledger)
         root.output = OutputSpec(output_type) if output_type is not None else None
         try:
@@ -214,8 +221,11 @@ def _check_query(query: str) -> None:
 class _Run:
     """State shared by every node of one completion."""
 
-    def __init__(self, rlm: RLM, sinks: list[Sink]) -> None:
+    def __init__(self, rlm: RLM, sinks: list[Sink], resume: str | Path | None = None) -> None:
         self.rlm = rlm
+        self.recording = None if resume is None else load_recording(resume)
+        self.model = self._resuming(rlm.model)
+        self.sub_model = self.model if rlm.sub_model is rlm.model else self._resuming(rlm.sub_model)
         self.run_id = uuid.uuid4().hex[:12]
         self.ledger = Ledger(rlm.budget)
         self.trace_path = rlm._trace_path(self.run_id)
@@ -230,6 +240,9 @@ class _Run:
         self.depth_reached = 0
         self.isolation = ""
 
+    def _resuming(self, model: Model) -> Model:
+        return model if self.recording is None else ResumingModel(model, self.recording)
+
     def model_for(self, spec: str | None, default: Model) -> Model:
         """``default``, or the model a sub-call names (resolved once per run)."""
         if spec is None or spec == default.spec:
@@ -239,7 +252,7 @@ class _Run:
                 self.models[spec] = default.sibling(spec)
             else:
                 model = resolve(spec, self.rlm.options)
-                self.models[spec] = with_cache(model, self.rlm.cache)
+                self.models[spec] = self._resuming(with_cache(model, self.rlm.cache))
         return self.models[spec]
 
     async def _hold(self, model: Model) -> None:
@@ -418,7 +431,7 @@ class _Node:
 
     @property
     def model(self) -> Model:
-        return self.rlm.model if self.depth == 0 else self.rlm.sub_model
+        return self.run.model if self.depth == 0 else self.run.sub_model
 
     @property
     def tools(self) -> ToolSet:
@@ -726,7 +739,7 @@ class _Node:
         *,
         images: list[dict[str, str]] | None = None,
     ) -> str:
-        model = self.run.model_for(model_spec, self.rlm.sub_model)
+        model = self.run.model_for(model_spec, self.run.sub_model)
         call_id = self.run.tracer.new_id("c")
         t0 = time.time()
         answer: str | None = None

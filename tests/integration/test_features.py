@@ -306,3 +306,61 @@ def test_cli_chat_keeps_variables_between_questions(
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["4", "40"]
+
+
+RESUME_TURNS = [
+    "```repl\nwords = context.split()\nnotes = llm_batch(words[:3])\nprint(notes)\n```",
+    "```repl\ntotal = len(words) + len(notes)\nprint(total)\n```",
+    "```repl\nFINAL(f'{total}:{notes[0]}')\n```",
+]
+
+
+def test_resumed_run_makes_no_repeated_calls_for_the_replayed_part(
+    serve: Any, tmp_path: Any
+) -> None:
+    server = serve(http_router(RESUME_TURNS, lambda p: p.upper()))
+    trace = tmp_path / "stopped.jsonl"
+    rlm = RLM(
+        "openai/gpt-4o-mini",
+        base_url=server.url,
+        sandbox="subprocess",
+        trace=trace,
+        budget=Budget(calls=5),
+    )
+    stopped = rlm.completion("q", "alpha beta gamma delta")
+    assert stopped.stopped == "budget"
+    assert len(server.requests) == 5  # turn 1, 3 sub-calls, turn 2
+    trace2 = tmp_path / "resumed.jsonl"
+    resumed = RLM(
+        "openai/gpt-4o-mini", base_url=server.url, sandbox="subprocess", trace=trace2
+    ).completion("q", "alpha beta gamma delta", resume=trace)
+    assert resumed.answer == "7:ALPHA"  # `words` and `notes` came back from the replay
+    assert len(server.requests) == 6  # only the last turn was asked live
+    assert resumed.usage.calls == 6
+    # only the live turn is paid for: the replayed five cost nothing this time
+    from recursa.trace import load
+
+    calls = [e for e in load(trace2).events if e["type"] == "model_call"]
+    replayed = [e for e in calls if e.get("cached")]
+    assert len(replayed) == 5 and all(e["usage"]["cost_usd"] == 0 for e in replayed)
+    live = [e for e in calls if not e.get("cached")]
+    assert len(live) == 1 and resumed.cost_usd == live[0]["usage"]["cost_usd"] > 0
+
+
+def test_cli_resume_takes_the_query_from_the_trace(
+    serve: Any, clean_env: dict[str, str], tmp_path: Any
+) -> None:
+    server = serve(http_router(RESUME_TURNS, lambda p: p.upper()))
+    ctx = tmp_path / "c.txt"
+    ctx.write_text("alpha beta gamma delta")
+    trace = tmp_path / "t.jsonl"
+    base = ["-c", str(ctx), "--model", "openai/s", "--base-url", server.url]
+    first = _cli(
+        ["run", "count it", *base, "--budget-calls", "5", "--trace", str(trace)], clean_env
+    )
+    assert first.returncode == 0, first.stderr
+    assert "stopped early (budget)" in first.stderr
+    second = _cli(["run", *base, "--resume", str(trace), "--json"], clean_env)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["answer"] == "7:ALPHA"
+    assert len(server.requests) == 6
