@@ -427,3 +427,24 @@ def test_the_docker_command_isolates_the_container(tmp_path: Path) -> None:
     config = json.loads(argv[-1])
     assert config["channel"] == {"stdio": True}
     assert config["context"]["path"] == "/run/recursa/context"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain ascii text " * 5000,  # read straight into the final str
+        "naïve café – 東京 " * 5000,  # not ASCII: decoded from the memory map
+        "ascii first " * 2_000_000 + "then é",  # non-ASCII only past the first block
+    ],
+)
+async def test_a_context_file_loads_exactly(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "ctx.txt"
+    path.write_text(text, encoding="utf-8")
+    async with started("subprocess", path) as sandbox:
+        result = await sandbox.run(
+            "print(len(context), context[:12], context[-6:], context.isascii())", timeout=30
+        )
+    assert result.error is None, result.error
+    assert result.output.split()[0] == str(len(text))
+    assert result.output.rstrip().endswith(str(text.isascii()))
+    assert text[-6:].strip() in result.output
