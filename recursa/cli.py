@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
 from .budget import Budget
 from .errors import ConfigError, RecursaError
+
+if TYPE_CHECKING:
+    from .rlm import RLM
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -58,10 +62,9 @@ def _recorded_query(trace: Path) -> str | None:
     return str(start["query"]) if start and start.get("query") else None
 
 
-def _replay_settings(
-    trace: Path, max_depth: int, max_iterations: int, budget: Budget
-) -> tuple[Any, int, int, Budget]:
-    """The recording, and the recorded depth, iterations and budget unless given."""
+def _replay_settings(trace: Path, settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The recording, and RLM options for its models plus the recorded depth, iterations
+    and budget where the command line left them at their defaults."""
     from click.core import ParameterSource
 
     from .replay import Recording
@@ -70,15 +73,18 @@ def _replay_settings(
         recording = Recording.load(trace)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
+    root, sub = recording.models()
+    extra: dict[str, Any] = {"model": root, "sub_model": sub}
     recorded = recording.settings
     given = click.get_current_context().get_parameter_source
     if recorded.max_depth is not None and given("max_depth") is ParameterSource.DEFAULT:
-        max_depth = recorded.max_depth
+        extra["max_depth"] = recorded.max_depth
     if recorded.max_iterations is not None and given("max_iterations") is ParameterSource.DEFAULT:
-        max_iterations = recorded.max_iterations
-    if recorded.budget is not None and budget == Budget():
-        budget = recorded.budget
-    return recording, max_depth, max_iterations, budget
+        extra["max_iterations"] = recorded.max_iterations
+    budget_flags = ("budget_usd", "budget_tokens", "budget_calls", "budget_seconds")
+    if recorded.budget is not None and not any(settings[f] for f in budget_flags):
+        extra["budget"] = recorded.budget
+    return recording, extra
 
 
 def _load_schema(path: str) -> dict[str, Any]:
@@ -110,6 +116,146 @@ def main() -> None:
     """
 
 
+def _path_or_default(value: str | None) -> Path | bool | None:
+    """``--trace``/``--cache`` given with no value mean "the default location"."""
+    if value is None:
+        return None
+    return True if value == "" else Path(value)
+
+
+#: The options every command that builds an RLM shares (run, chat, serve).
+_RLM_OPTIONS = [
+    click.option(
+        "--model",
+        "-m",
+        default=None,
+        metavar="M",
+        help="Root model as provider/name (default: $RECURSA_MODEL, openai/gpt-5-mini "
+        "when OPENAI_API_KEY is set, else the embedded local model).",
+    ),
+    click.option(
+        "--sub-model",
+        default=None,
+        metavar="M",
+        help="Model for llm_query sub-calls (default: the root model).",
+    ),
+    click.option(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help="An OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp); "
+        "any model name then goes to it. Default: $OPENAI_BASE_URL.",
+    ),
+    click.option(
+        "--max-depth",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="0: no sub-calls; 1: llm_query; 2+: rlm_query starts child RLMs.",
+    ),
+    click.option(
+        "--max-iterations",
+        default=30,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Root-model turns per node before it must answer.",
+    ),
+    click.option(
+        "--budget-usd",
+        type=float,
+        default=None,
+        callback=_positive,
+        help="Stop the whole tree once this much is spent.",
+    ),
+    click.option(
+        "--budget-tokens",
+        type=int,
+        default=None,
+        callback=_positive,
+        help="Stop once this many tokens (input + output) are used.",
+    ),
+    click.option(
+        "--budget-calls",
+        type=int,
+        default=None,
+        callback=_positive,
+        help="Stop once this many model calls have started.",
+    ),
+    click.option(
+        "--budget-seconds",
+        type=float,
+        default=None,
+        callback=_positive,
+        help="Stop after this much wall time.",
+    ),
+    click.option(
+        "--cell-timeout",
+        default=120.0,
+        show_default=True,
+        type=float,
+        callback=_positive,
+        help="Seconds a code cell may run before it is interrupted.",
+    ),
+    click.option(
+        "--sandbox",
+        default="subprocess",
+        show_default=True,
+        type=click.Choice(["subprocess", "inprocess", "docker"]),
+        help="Where model code runs. inprocess is NOT a security boundary.",
+    ),
+    click.option(
+        "--concurrency",
+        default=32,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Sub-calls in flight per model.",
+    ),
+    click.option(
+        "--cache",
+        "cache",
+        default=None,
+        metavar="PATH",
+        is_flag=False,
+        flag_value="",
+        help="Answer repeated model requests from a SQLite cache, at no cost (no PATH: "
+        "$RECURSA_CACHE_DIR/responses.sqlite or ~/.cache/recursa/responses.sqlite).",
+    ),
+]
+
+
+def rlm_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared RLM options; the command receives them as ``**settings``."""
+    for option in reversed(_RLM_OPTIONS):
+        command = option(command)
+    return command
+
+
+def build_rlm(settings: dict[str, Any], **extra: Any) -> RLM:
+    """An RLM from the shared options (``settings``) and command-specific ``extra``."""
+    from .rlm import RLM
+
+    budget = Budget(
+        settings["budget_usd"],
+        settings["budget_tokens"],
+        settings["budget_seconds"],
+        settings["budget_calls"],
+    )
+    options: dict[str, Any] = {
+        "base_url": settings["base_url"],
+        "max_depth": settings["max_depth"],
+        "max_iterations": settings["max_iterations"],
+        "budget": budget if budget != Budget() else None,
+        "sandbox": settings["sandbox"],
+        "cell_timeout": settings["cell_timeout"],
+        "max_concurrency": settings["concurrency"],
+        "cache": _path_or_default(settings["cache"]),
+        **extra,
+    }
+    model = options.pop("model", None) or settings["model"] or default_model()
+    sub_model = options.pop("sub_model", None) or settings["sub_model"]
+    return RLM(model, sub_model, **options)
+
+
 @main.command()
 @click.argument("query", required=False)
 @click.option(
@@ -120,91 +266,7 @@ def main() -> None:
     metavar="FILE|-",
     help="The long input: a UTF-8 text file, or - for standard input.",
 )
-@click.option(
-    "--model",
-    "-m",
-    default=None,
-    metavar="M",
-    help="Root model as provider/name (default: $RECURSA_MODEL, openai/gpt-5-mini "
-    "when OPENAI_API_KEY is set, else the embedded local model).",
-)
-@click.option(
-    "--sub-model",
-    default=None,
-    metavar="M",
-    help="Model for llm_query sub-calls (default: the root model).",
-)
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="An OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp); "
-    "any model name then goes to it. Default: $OPENAI_BASE_URL.",
-)
-@click.option(
-    "--max-depth",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="0: no sub-calls; 1: llm_query; 2+: rlm_query starts child RLMs.",
-)
-@click.option(
-    "--max-iterations",
-    default=30,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Root-model turns per node before it must answer.",
-)
-@click.option(
-    "--budget-usd",
-    type=float,
-    default=None,
-    callback=_positive,
-    help="Stop the whole tree once this much is spent.",
-)
-@click.option(
-    "--budget-tokens",
-    type=int,
-    default=None,
-    callback=_positive,
-    help="Stop once this many tokens (input + output) are used.",
-)
-@click.option(
-    "--budget-calls",
-    type=int,
-    default=None,
-    callback=_positive,
-    help="Stop once this many model calls have started.",
-)
-@click.option(
-    "--budget-seconds",
-    type=float,
-    default=None,
-    callback=_positive,
-    help="Stop after this much wall time.",
-)
-@click.option(
-    "--cell-timeout",
-    default=120.0,
-    show_default=True,
-    type=float,
-    callback=_positive,
-    help="Seconds a code cell may run before it is interrupted.",
-)
-@click.option(
-    "--sandbox",
-    default="subprocess",
-    show_default=True,
-    type=click.Choice(["subprocess", "inprocess", "docker"]),
-    help="Where model code runs. inprocess is NOT a security boundary.",
-)
-@click.option(
-    "--concurrency",
-    default=32,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Sub-calls in flight per model.",
-)
+@rlm_options
 @click.option(
     "--trace",
     "trace",
@@ -224,6 +286,15 @@ def main() -> None:
     "(rebuilding the REPL), then the run goes on live. QUERY defaults to the recorded one.",
 )
 @click.option(
+    "--replay",
+    "replay",
+    default=None,
+    metavar="TRACE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Re-run the run recorded in TRACE offline: models answer from the trace (its "
+    "models, depth, iterations and budget unless given); exit 1 if the run diverges.",
+)
+@click.option(
     "--tools",
     "tools_target",
     default=None,
@@ -237,25 +308,6 @@ def main() -> None:
     type=click.Path(dir_okay=False),
     help="A JSON Schema file the final answer must validate against.",
 )
-@click.option(
-    "--cache",
-    "cache",
-    default=None,
-    metavar="PATH",
-    is_flag=False,
-    flag_value="",
-    help="Answer repeated model requests from a SQLite cache, at no cost (no PATH: "
-    "$RECURSA_CACHE_DIR/responses.sqlite or ~/.cache/recursa/responses.sqlite).",
-)
-@click.option(
-    "--replay",
-    "replay",
-    default=None,
-    metavar="TRACE",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Re-run the run recorded in TRACE offline: models answer from the trace (its "
-    "models, depth, iterations and budget unless given); exit 1 if the run diverges.",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
 @click.option(
     "--progress/--no-progress",
@@ -265,30 +317,17 @@ def main() -> None:
 def run(
     query: str | None,
     context_arg: str,
-    model: str | None,
-    sub_model: str | None,
-    base_url: str | None,
-    max_depth: int,
-    max_iterations: int,
-    budget_usd: float | None,
-    budget_tokens: int | None,
-    budget_calls: int | None,
-    budget_seconds: float | None,
-    cell_timeout: float,
-    sandbox: str,
-    concurrency: int,
     trace: str | None,
+    resume: Path | None,
+    replay: Path | None,
     tools_target: str | None,
     schema_file: str | None,
-    cache: str | None,
-    replay: Path | None,
-    resume: Path | None,
     as_json: bool,
     progress: bool | None,
+    **settings: Any,
 ) -> None:
     """Answer QUERY over the text in --context."""
     from .progress import progress_sinks
-    from .rlm import RLM
     from .tools import load_tools
 
     recorded_run = resume or replay
@@ -298,34 +337,22 @@ def run(
         fail("the query is empty" if query is not None else "missing QUERY", EXIT_USAGE)
     context = _read_context(context_arg)
     show_progress = progress if progress is not None else not as_json
-    budget = Budget(budget_usd, budget_tokens, budget_seconds, budget_calls)
     recording = None
-    models: tuple[Any, Any] = (model or default_model(), sub_model)
+    extra: dict[str, Any] = {}
     if replay is not None:
-        if model or sub_model or base_url:
+        if settings["model"] or settings["sub_model"] or settings["base_url"]:
             fail(
                 "--replay takes the models from the trace: drop --model/--sub-model/--base-url",
                 EXIT_USAGE,
             )
-        recording, max_depth, max_iterations, budget = _replay_settings(
-            replay, max_depth, max_iterations, budget
-        )
-        models = recording.models()
+        recording, extra = _replay_settings(replay, settings)
     try:
         schema = _load_schema(schema_file) if schema_file else None
-        rlm = RLM(
-            models[0],
-            models[1],
-            base_url=base_url,
-            max_depth=max_depth,
-            max_iterations=max_iterations,
-            budget=budget,
-            cache=None if cache is None else (True if cache == "" else Path(cache)),
-            sandbox=sandbox,
-            cell_timeout=cell_timeout,
-            max_concurrency=concurrency,
+        rlm = build_rlm(
+            settings,
             tools=load_tools(tools_target) if tools_target else None,
-            trace=(True if trace == "" else Path(trace)) if trace is not None else None,
+            trace=_path_or_default(trace),
+            **extra,
         )
         with progress_sinks(show_progress) as sinks:
             result = rlm.completion(query, context, output_type=schema, sinks=sinks, resume=resume)
@@ -353,19 +380,10 @@ def run(
     "-c",
     "context_arg",
     required=True,
-    metavar="FILE|-",
+    metavar="FILE",
     help="The long input the conversation is about.",
 )
-@click.option("--model", "-m", default=None, metavar="M", help="Root model (as for run).")
-@click.option("--sub-model", default=None, metavar="M", help="Model for sub-calls.")
-@click.option("--base-url", default=None, metavar="URL", help="An OpenAI-compatible server.")
-@click.option("--max-depth", default=1, show_default=True, type=click.IntRange(min=0))
-@click.option(
-    "--sandbox",
-    default="subprocess",
-    show_default=True,
-    type=click.Choice(["subprocess", "inprocess", "docker"]),
-)
+@rlm_options
 @click.option(
     "--trace",
     "trace",
@@ -375,29 +393,17 @@ def run(
     flag_value="",
     help="Write each answer's trajectory (no FILE: ./recursa-runs/).",
 )
-def chat(
-    context_arg: str,
-    model: str | None,
-    sub_model: str | None,
-    base_url: str | None,
-    max_depth: int,
-    sandbox: str,
-    trace: str | None,
-) -> None:
+def chat(context_arg: str, trace: str | None, **settings: Any) -> None:
     """Ask question after question over one context; REPL variables are kept.
 
     Type a question and press Enter; an empty line or Ctrl-D ends the session.
     """
     from .progress import progress_sinks
-    from .rlm import RLM
 
     if context_arg == "-":
         fail("chat reads questions from standard input: give --context a file", EXIT_USAGE)
     try:
-        rlm = RLM(
-            model or default_model(), sub_model, base_url=base_url, max_depth=max_depth,
-            sandbox=sandbox, trace=(True if trace == "" else Path(trace)) if trace else None,
-        )  # fmt: skip
+        rlm = build_rlm(settings, trace=_path_or_default(trace))
         session = rlm.session(_read_context(context_arg))
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -484,83 +490,75 @@ def trace_export(trace: Path, endpoint: str, content: bool) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
-              help="TCP port (0: any free one).")  # fmt: skip
-@click.option("--model", "-m", default=None, metavar="M",
-              help="Root model, served as model 'recursa' (default as for run).")  # fmt: skip
-@click.option("--sub-model", default=None, metavar="M", help="Model for llm_query sub-calls.")
-@click.option("--base-url", default=None, metavar="URL",
-              help="An OpenAI-compatible server for the models.")  # fmt: skip
-@click.option("--max-depth", default=1, show_default=True, type=click.IntRange(min=0))
-@click.option("--max-iterations", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--budget-usd", type=float, default=None, callback=_positive,
-              help="Per-run limit; a request's rlm.budget may only lower it.")  # fmt: skip
-@click.option("--budget-tokens", type=int, default=None, callback=_positive)
-@click.option("--budget-calls", type=int, default=None, callback=_positive)
-@click.option("--budget-seconds", type=float, default=None, callback=_positive)
-@click.option("--sandbox", default="subprocess", show_default=True,
-              type=click.Choice(["subprocess", "inprocess", "docker"]))  # fmt: skip
-@click.option("--cell-timeout", default=120.0, show_default=True, type=float, callback=_positive)
-@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(min=1),
-              help="Sub-calls in flight per model, per run.")  # fmt: skip
-@click.option("--cache", "cache", default=None, metavar="PATH", is_flag=False, flag_value="",
-              help="Answer repeated model requests from a SQLite cache.")  # fmt: skip
-@click.option("--trace-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Write one JSONL trace per run here.")  # fmt: skip
-@click.option("--api-key", envvar="RECURSA_SERVE_API_KEY", default=None, metavar="KEY",
-              help="Require 'Authorization: Bearer KEY' ($RECURSA_SERVE_API_KEY).")  # fmt: skip
-@click.option("--max-concurrent-runs", default=4, show_default=True, type=click.IntRange(min=1),
-              help="RLM runs at once.")  # fmt: skip
-@click.option("--max-queued", default=16, show_default=True, type=click.IntRange(min=0),
-              help="Requests that may wait for a run slot; beyond them: 429.")  # fmt: skip
-@click.option("--allow-model", "allowed", multiple=True, metavar="SPEC",
-              help="Also serve this provider/name as a request's model (repeatable).")  # fmt: skip
-@click.option("--allow-any-model", is_flag=True,
-              help="Let requests name any provider/name as their root model.")  # fmt: skip
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free one).",
+)
+@rlm_options
+@click.option(
+    "--trace-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one JSONL trace per run here.",
+)
+@click.option(
+    "--api-key",
+    envvar="RECURSA_SERVE_API_KEY",
+    default=None,
+    metavar="KEY",
+    help="Require 'Authorization: Bearer KEY' ($RECURSA_SERVE_API_KEY).",
+)
+@click.option(
+    "--max-concurrent-runs",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="RLM runs at once.",
+)
+@click.option(
+    "--max-queued",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Requests that may wait for a run slot; beyond them: 429.",
+)
+@click.option(
+    "--allow-model",
+    "allowed",
+    multiple=True,
+    metavar="SPEC",
+    help="Also serve this provider/name as a request's model (repeatable).",
+)
+@click.option(
+    "--allow-any-model",
+    is_flag=True,
+    help="Let requests name any provider/name as their root model.",
+)
 def serve(
     host: str,
     port: int,
-    model: str | None,
-    sub_model: str | None,
-    base_url: str | None,
-    max_depth: int,
-    max_iterations: int,
-    budget_usd: float | None,
-    budget_tokens: int | None,
-    budget_calls: int | None,
-    budget_seconds: float | None,
-    sandbox: str,
-    cell_timeout: float,
-    concurrency: int,
-    cache: str | None,
     trace_dir: Path | None,
     api_key: str | None,
     max_concurrent_runs: int,
     max_queued: int,
     allowed: tuple[str, ...],
     allow_any_model: bool,
+    **settings: Any,
 ) -> None:
-    """Serve the RLM behind an OpenAI-compatible API (/v1/chat/completions)."""
-    from .rlm import RLM
+    """Serve the RLM behind an OpenAI-compatible API (/v1/chat/completions).
+
+    The model is called "recursa"; the budget options are per run, and a request's
+    `rlm.budget` may only lower them.
+    """
     from .serve import make_app
     from .serve import serve as run_server
 
-    budget = Budget(budget_usd, budget_tokens, budget_seconds, budget_calls)
     try:
-        rlm = RLM(
-            model or default_model(),
-            sub_model,
-            base_url=base_url,
-            max_depth=max_depth,
-            max_iterations=max_iterations,
-            budget=budget if budget != Budget() else None,
-            sandbox=sandbox,
-            cell_timeout=cell_timeout,
-            max_concurrency=concurrency,
-            cache=None if cache is None else (True if cache == "" else Path(cache)),
-        )
         app = make_app(
-            rlm,
+            build_rlm(settings),
             trace_dir=trace_dir,
             api_key=api_key,
             max_concurrent_runs=max_concurrent_runs,
