@@ -244,7 +244,7 @@ def _read_ascii(fd: int, size: int) -> str | None:
         return None
     new.restype = ctypes.py_object
     new.argtypes = (ctypes.c_ssize_t, ctypes.c_uint32)
-    text = new(size, 127)  # compact ASCII: its characters follow the PyASCIIObject header
+    text: str = new(size, 127)  # compact ASCII: its characters follow the PyASCIIObject header
     header = sys.getsizeof("") - 1
     view = memoryview((ctypes.c_char * size).from_address(id(text) + header)).cast("B")
     block = 16 << 20
