@@ -572,6 +572,65 @@ def serve(
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
 
 
+@main.command()
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Which generated document and question."
+)
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    metavar="M",
+    help="Model to run (default: the embedded local/qwen2.5-coder-0.5b).",
+)
+@click.option(
+    "--tokens",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(min=10_000),
+    help="Length of the generated document, in tokens (4 characters each).",
+)
+@click.option(
+    "--sandbox",
+    default="subprocess",
+    show_default=True,
+    type=click.Choice(["subprocess", "inprocess", "docker"]),
+)
+@click.option(
+    "--trace",
+    "trace",
+    default=None,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the trajectory (default: ./recursa-runs/).",
+)
+def demo(seed: int, model: str | None, tokens: int, sandbox: str, trace: Path | None) -> None:
+    """Answer a question over a generated million-token document, offline.
+
+    Runs the RLM on the embedded model (no API key, no network): the model's own
+    code and sub-calls must find the one sentence that answers the question.
+    """
+    from .demo import DEFAULT_MODEL, print_demo, run_demo
+
+    def say(line: str) -> None:
+        click.echo(f"recursa demo: {line}", err=True)
+
+    try:
+        result = run_demo(
+            seed=seed, model=model or DEFAULT_MODEL, tokens=tokens, trace=trace,
+            sandbox=sandbox, progress=say,
+        )  # fmt: skip
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except RecursaError as exc:
+        fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+    print_demo(result)
+    if not result.correct:
+        sys.exit(EXIT_FAILED)
+
+
 def _register_bench() -> None:
     from .bench.cli import bench
 

@@ -624,6 +624,12 @@ class _Node:
             return await self._stop_for_budget(sandbox)
         parsed = parse_reply(reply)
         answer = parsed.prose.strip() or reply.strip()
+        for index, code in enumerate(parsed.cells):  # asked for no code, but models write it
+            result = await self._cell(sandbox, code, self.iterations + 1, index)
+            if result.final is not None:
+                return self._accept_last(result.final)
+        if parsed.final is None and parsed.cells:
+            answer = (await self._held_answer(sandbox)).strip() or answer
         if parsed.final is not None:
             if parsed.final.kind == "text":
                 answer = parsed.final.value
@@ -632,6 +638,9 @@ class _Node:
                     sandbox, f"FINAL_VAR({parsed.final.value!r})\n", self.iterations, -1
                 )
                 answer = lookup.final if lookup.final is not None else answer
+        return self._accept_last(answer)
+
+    def _accept_last(self, answer: str) -> _Outcome:
         accepted = self._accept(answer)
         if isinstance(accepted, _Outcome):
             accepted.stopped = accepted.stopped or "iterations"
@@ -651,8 +660,13 @@ class _Node:
 
     async def _stop_for_budget(self, sandbox: Sandbox) -> _Outcome:
         """The best answer available when the budget is spent: the REPL's ``answer``."""
+        return _Outcome(await self._held_answer(sandbox), "budget")
+
+    @staticmethod
+    async def _held_answer(sandbox: Sandbox) -> str:
+        """What the REPL's ``answer["content"]`` holds (set but not marked ready)."""
         result = await sandbox.run('print(answer.get("content", ""), end="")\n', timeout=10)
-        return _Outcome(result.output if result.error is None else "", "budget")
+        return result.output if result.error is None else ""
 
     def _budget_spent(self) -> bool:
         try:

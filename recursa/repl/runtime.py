@@ -17,6 +17,7 @@ import base64
 import io
 import json
 import linecache
+import re
 import sys
 import threading
 import time
@@ -193,6 +194,7 @@ class Repl:
         self.cells = 0
         ns: dict[str, Any] = {"__name__": "__repl__", "__builtins__": __builtins__}
         ns["context"] = context
+        ns["re"], ns["json"] = re, json  # small models often forget to import them
         ns["answer"] = {"content": "", "ready": False}
         ns["FINAL"] = self._final
         ns["FINAL_VAR"] = self._final_var
