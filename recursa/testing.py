@@ -36,6 +36,11 @@ class HTTPFailure(Exception):
 ReplyFunction = Callable[[dict[str, Any]], str]
 
 
+class _Server(ThreadingHTTPServer):
+    # Fan-out tests open hundreds of connections at once: keep them all in the backlog.
+    request_queue_size = 1024
+
+
 class ScriptedServer:
     """A threaded local server; ``latency`` seconds are added to every completion."""
 
@@ -47,7 +52,7 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._in_flight = 0
         self.max_in_flight = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
@@ -117,6 +122,7 @@ class ScriptedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out separately: no 40 ms wait
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
