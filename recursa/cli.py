@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .budget import Budget
 from .errors import ConfigError, RecursaError
+from .repl import SANDBOXES
 
 if TYPE_CHECKING:
     from .rlm import RLM
@@ -200,7 +201,7 @@ _RLM_OPTIONS = [
         "--sandbox",
         default="subprocess",
         show_default=True,
-        type=click.Choice(["subprocess", "inprocess", "docker"]),
+        type=click.Choice(list(SANDBOXES)),
         help="Where model code runs. inprocess is NOT a security boundary.",
     ),
     click.option(
@@ -594,7 +595,7 @@ def serve(
     "--sandbox",
     default="subprocess",
     show_default=True,
-    type=click.Choice(["subprocess", "inprocess", "docker"]),
+    type=click.Choice(list(SANDBOXES)),
 )
 @click.option(
     "--trace",
