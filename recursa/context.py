@@ -228,7 +228,3 @@ def _image_json(value: Any) -> Any:
 
 def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=_image_json)
-
-
-def load_context_arg(value: ContextInput | Context) -> Context:
-    return value if isinstance(value, Context) else Context(value)
