@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -338,7 +338,7 @@ class _Run:
         )
         return completion.text
 
-    async def execute(self, root: _Node, solve: Any) -> Result:
+    async def execute(self, root: _Node, solve: Callable[[], Awaitable[_Outcome]]) -> Result:
         """Run ``solve()`` (a root node's work) between run_start and run_end events."""
         rlm = self.rlm
         started = time.monotonic()
