@@ -84,12 +84,13 @@ def as_image(value: Any) -> Image | None:
     return None
 
 
-def _scan_file(path: Path) -> tuple[int, str]:
-    """Count characters and validate UTF-8 by streaming; returns (chars, preview)."""
+def _scan_file(path: Path) -> tuple[int, str, bool]:
+    """Count characters and validate UTF-8 by streaming; returns (chars, preview, blank)."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     chars = 0
     preview = ""
     offset = 0
+    blank = True
     try:
         with path.open("rb") as fh:
             while block := fh.read(_BLOCK):
@@ -107,6 +108,7 @@ def _scan_file(path: Path) -> tuple[int, str]:
                     ) from None
                 if not preview:
                     preview = text[:PREVIEW_CHARS]
+                blank = blank and not text.strip()
                 chars += len(text)
                 offset += len(block)
             decoder.decode(b"", final=True)
@@ -118,7 +120,7 @@ def _scan_file(path: Path) -> tuple[int, str]:
         raise ContextError(f"{path}: no such file") from None
     except PermissionError:
         raise ContextError(f"{path}: permission denied") from None
-    return chars, preview
+    return chars, preview, blank
 
 
 class Context:
@@ -133,8 +135,8 @@ class Context:
         if isinstance(value, Path):
             if value.is_dir():
                 raise ContextError(f"{value}: is a directory, not a file")
-            chars, preview = _scan_file(value)
-            if chars == 0 or (chars <= PREVIEW_CHARS and not preview.strip()):
+            chars, preview, blank = _scan_file(value)
+            if blank:
                 raise ContextError(f"{value}: the file is empty")
             self._path = value.resolve()
             self.info = ContextInfo("str", chars, (), (), preview)
