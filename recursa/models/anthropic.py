@@ -52,12 +52,7 @@ class AnthropicModel(BaseModel):
         options: ModelOptions | None = None,
     ) -> None:
         options = options or ModelOptions()
-        super().__init__(
-            name,
-            retry=options.retry,
-            timeout=options.timeout,
-            context_window=options.context_window,
-        )
+        super().__init__(name, options=options)
         api_key = api_key or options.api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not api_key:
             raise ConfigError(f"no API key for {self.spec}: set ANTHROPIC_API_KEY")

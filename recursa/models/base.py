@@ -65,6 +65,17 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Settings every provider understands; a provider ignores what it does not need."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float = 300.0
+    retry: RetryPolicy | None = None
+    context_window: int | None = None
+
+
 @runtime_checkable
 class Model(Protocol):
     """What the RLM needs of a model: a name and an async chat completion."""
@@ -95,14 +106,18 @@ class BaseModel(abc.ABC):
         self,
         name: str,
         *,
-        retry: RetryPolicy | None = None,
-        timeout: float = 300.0,
+        options: ModelOptions | None = None,
         context_window: int | None = None,
     ) -> None:
+        """``options`` carries the settings every provider shares (retries, timeout,
+        window); ``context_window`` overrides the window a backend knows better."""
+        options = options or ModelOptions()
         self.name = name
-        self.retry = retry or RetryPolicy()
-        self.timeout = timeout
-        self._context_window = context_window
+        self.retry = options.retry or RetryPolicy()
+        self.timeout = options.timeout
+        self._context_window = (
+            context_window if context_window is not None else (options.context_window)
+        )
 
     @property
     def spec(self) -> str:

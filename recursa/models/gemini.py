@@ -49,12 +49,7 @@ class GeminiModel(BaseModel):
         options: ModelOptions | None = None,
     ) -> None:
         options = options or ModelOptions()
-        super().__init__(
-            name,
-            retry=options.retry,
-            timeout=options.timeout,
-            context_window=options.context_window,
-        )
+        super().__init__(name, options=options)
         api_key = (
             api_key
             or options.api_key

@@ -44,12 +44,7 @@ class LiteLLMModel(BaseModel):
         options: ModelOptions | None = None,
     ) -> None:
         options = options or ModelOptions()
-        super().__init__(
-            name,
-            retry=options.retry,
-            timeout=options.timeout,
-            context_window=options.context_window,
-        )
+        super().__init__(name, options=options)
         if importlib.util.find_spec("litellm") is None:
             raise ConfigError(f"{self.spec} needs LiteLLM, which is not installed: {INSTALL_HINT}")
         # None: LiteLLM finds keys and endpoints itself (ANTHROPIC_API_KEY, AWS_*, ...).

@@ -648,7 +648,7 @@ class LocalModel(BaseModel):
                 n_ctx or options.context_window or self.weights.context_length,
                 self.weights.context_length,
             )
-        super().__init__(name, retry=options.retry, timeout=options.timeout, context_window=limit)
+        super().__init__(name, options=options, context_window=limit)
         self.n_threads = n_threads
         self.seed = seed
         self.max_output_tokens = max_output_tokens

@@ -43,12 +43,7 @@ class OpenAIModel(BaseModel):
         options: ModelOptions | None = None,
     ) -> None:
         options = options or ModelOptions()
-        super().__init__(
-            name,
-            retry=options.retry,
-            timeout=options.timeout,
-            context_window=options.context_window,
-        )
+        super().__init__(name, options=options)
         base_url = base_url or options.base_url or os.environ.get("OPENAI_BASE_URL")
         api_key = api_key or options.api_key or os.environ.get("OPENAI_API_KEY")
         if not api_key:

@@ -13,28 +13,19 @@ where ``create(name: str, options: ModelOptions) -> Model``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .base import RetryPolicy
+from .base import ModelOptions
+
+__all__ = ["ENTRY_POINT_GROUP", "ModelOptions", "providers", "register_provider", "resolve"]
 
 if TYPE_CHECKING:
     from .base import Model
 
 ENTRY_POINT_GROUP = "recursa.providers"
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """Settings every provider understands; a provider ignores what it does not need."""
-
-    base_url: str | None = None
-    api_key: str | None = None
-    timeout: float = 300.0
-    retry: RetryPolicy | None = None
-    context_window: int | None = None
 
 
 ProviderFactory = Callable[[str, ModelOptions], "Model"]
