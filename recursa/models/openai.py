@@ -7,12 +7,12 @@ so every provider behaves the same way.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from ..errors import (
     AuthenticationError,
@@ -83,39 +83,56 @@ class OpenAIModel(BaseModel):
         if temperature is not None:
             params["temperature"] = temperature
         try:
-            # The SDK's low-level post(): chat.completions.create() re-validates and copies
-            # the whole history on every call (about 0.3 ms a message), which dominates a
-            # long RLM conversation; our messages are already plain JSON.
-            response = await self.client.post(
+            # The SDK's low-level post(), and the body as bytes: chat.completions.create()
+            # re-validates and copies the whole history on every call (about 0.3 ms a
+            # message), and building its response models costs about as much CPU as the
+            # request itself, which is what bounds a wide fan-out on a few cores.
+            raw = await self.client.post(
                 "/chat/completions",
                 body={"model": self.name, "messages": list(messages), **params},
-                cast_to=ChatCompletion,
+                cast_to=bytes,
             )
         except openai.APIStatusError as exc:
             raise self._translate(exc) from exc
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise TransientError(f"connection failed: {exc}") from exc
-        if not response.choices:
+        return self._completion(raw, messages)
+
+    def _completion(self, raw: bytes, messages: Sequence[Message]) -> Completion:
+        """A chat completion body as a :class:`Completion`; a body that is not one (an
+        HTML page from a proxy, an error object, no choices) is retried."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise TransientError(f"the reply is not JSON: {raw[:120]!r}") from None
+        if not isinstance(data, dict):
+            raise TransientError(f"the reply is not a chat completion: {raw[:120]!r}")
+        choices = data.get("choices")
+        if not choices or not isinstance(choices, list):
+            error = data.get("error")
+            if isinstance(error, dict) and error.get("message"):
+                raise TransientError(f"the reply is an error: {error['message']}")
             raise TransientError("empty response (no choices)")
-        text = response.choices[0].message.content or ""
-        usage = response.usage
-        if usage is None:
-            input_tokens = estimate_tokens(message_text(messages))
-            output_tokens, cached, reported_cost = estimate_tokens(text), 0, None
-        else:
-            input_tokens, output_tokens = usage.prompt_tokens, usage.completion_tokens
-            details = usage.prompt_tokens_details
-            cached = (details.cached_tokens or 0) if details is not None else 0
-            # OpenRouter and some proxies report the exact charge.
-            reported = getattr(usage, "cost", None)
-            reported_cost = float(reported) if isinstance(reported, int | float) else None
+        text = _text(choices[0].get("message") or {})
+        usage = data.get("usage")
+        if not isinstance(usage, dict) or usage.get("prompt_tokens") is None:
+            return Completion(
+                text=text,
+                model=self.spec,
+                input_tokens=estimate_tokens(message_text(messages)),
+                output_tokens=estimate_tokens(text),
+            )
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        # OpenRouter and some proxies report the exact charge.
+        reported = usage.get("cost")
         return Completion(
             text=text,
             model=self.spec,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_tokens=cached,
-            cost_usd=reported_cost,
+            input_tokens=int(usage["prompt_tokens"]),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(cached or 0),
+            cost_usd=float(reported) if isinstance(reported, int | float) else None,
         )
 
     def _translate(self, exc: openai.APIStatusError) -> Exception:
@@ -152,6 +169,14 @@ def _http_client() -> dict[str, Any]:
         return {"http_client": openai.DefaultAioHttpClient()}
     except RuntimeError:  # httpx-aiohttp is missing: the SDK's default client
         return {}
+
+
+def _text(message: dict[str, Any]) -> str:
+    """The reply text; some servers send content parts instead of a string."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
