@@ -305,8 +305,9 @@ class _Converter:
             for key in ("type", "chars", "items"):
                 attrs[f"recursa.context.{key}"] = context.get(key)
         if is_root:
-            for key in ("max_depth", "max_iterations", "sandbox", "isolation", "sub_model"):
+            for key in ("max_depth", "max_iterations", "sandbox", "sub_model"):
                 attrs[f"recursa.{key}"] = run_start.get(key)
+            attrs["recursa.isolation"] = run_end.get("isolation")
             attrs["recursa.depth_reached"] = run_end.get("depth_reached")
             if run_end.get("cost_usd") is not None:
                 attrs["recursa.cost_usd"] = run_end.get("cost_usd")

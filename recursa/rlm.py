@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -364,7 +364,7 @@ class _Run:
             iterations=root.iterations,
             depth_reached=self.depth_reached,
             stopped=outcome.stopped,
-            isolation=self.isolation,
+            isolation=self.isolation or NO_SANDBOX,
             duration_s=time.monotonic() - started,
             run_id=self.run_id,
             trace=self.trace_path,
@@ -381,9 +381,14 @@ class _Run:
             answer=outcome.answer, usage=report.to_dict(), cost_usd=report.cost_usd,
             iterations=root.iterations, depth_reached=self.depth_reached,
             stopped=outcome.stopped, error=outcome.error,
-            duration_s=time.monotonic() - started,
+            duration_s=time.monotonic() - started, isolation=self.isolation or NO_SANDBOX,
         )  # fmt: skip
         self.tracer.close()
+
+
+#: ``result.isolation`` of a run whose root never needed its sandbox (it answered
+#: without code, so the start behind the first turn was cancelled).
+NO_SANDBOX = "not started: no code ran"
 
 
 def _budget_dict(budget: Budget | None) -> dict[str, Any] | None:
@@ -418,6 +423,7 @@ class _Node:
     messages: list[Message] = field(default_factory=list)
     _traced: int = 0
     _sandbox: Sandbox | None = None
+    _starting: asyncio.Task[Sandbox] | None = None
     _invalid_answers: int = 0
     _groups: dict[str, set[asyncio.Task[str]]] = field(default_factory=dict)
     _cancelled_groups: set[str] = field(default_factory=set)
@@ -448,26 +454,46 @@ class _Node:
         return new
 
     # -- lifecycle -------------------------------------------------------------------
-    async def open(self) -> Sandbox:
-        """Start this node's sandbox (once) and its conversation."""
-        if self._sandbox is None:
-            sandbox = make_sandbox(self.rlm.sandbox)
-            await sandbox.start(
-                SandboxConfig(
-                    context=self.context,
-                    host=self._host,
-                    subcalls=self.rlm.max_depth > 0,
-                    tools=self.tools.specs(),
-                    max_output_chars=self.rlm.max_output_chars,
-                )
+    def _start_soon(self) -> None:
+        """Start the sandbox in the background. The first model turn needs no REPL, so
+        it is asked while the worker starts; a start that fails cancels it."""
+        if self._sandbox is None and self._starting is None:
+            self._starting = asyncio.ensure_future(self._start_sandbox())
+
+    async def _start_sandbox(self) -> Sandbox:
+        sandbox = make_sandbox(self.rlm.sandbox)
+        await sandbox.start(
+            SandboxConfig(
+                context=self.context,
+                host=self._host,
+                subcalls=self.rlm.max_depth > 0,
+                tools=self.tools.specs(),
+                max_output_chars=self.rlm.max_output_chars,
             )
-            self._sandbox = sandbox
-            self.messages = [{"role": "system", "content": self._system_prompt()}]
-        if self.parent is None:
-            self.run.isolation = self._sandbox.isolation
+        )
+        return sandbox
+
+    async def open(self) -> Sandbox:
+        """This node's sandbox, once it has started (it starts once per node)."""
+        if self._sandbox is None:
+            self._start_soon()
+            assert self._starting is not None
+            self._adopt(await self._starting)
+        assert self._sandbox is not None
         return self._sandbox
 
+    def _adopt(self, sandbox: Sandbox) -> None:
+        self._starting, self._sandbox = None, sandbox
+        if self.parent is None:
+            self.run.isolation = sandbox.isolation
+
     async def close(self) -> None:
+        starting, self._starting = self._starting, None
+        if starting is not None and self._sandbox is None:
+            starting.cancel()  # a start that finished anyway still hands its sandbox over
+            (started,) = await asyncio.gather(starting, return_exceptions=True)
+            if not isinstance(started, BaseException):
+                self._adopt(started)
         sandbox, self._sandbox = self._sandbox, None
         if sandbox is not None:
             await sandbox.close()
@@ -490,12 +516,14 @@ class _Node:
         outcome = _Outcome("", "error")
         error: str | None = None
         try:
-            sandbox = await self.open()
-            if len(self.messages) > 1:  # a follow-up query in a session
-                await sandbox.run(RESET_ANSWER, timeout=10)
+            if self._sandbox is None and self._starting is None:
+                self.messages = [{"role": "system", "content": self._system_prompt()}]
+                self._start_soon()
+            elif len(self.messages) > 1:  # a follow-up query in a session
+                await (await self.open()).run(RESET_ANSWER, timeout=10)
             self.iterations = 0
             self.messages.append({"role": "user", "content": self._first_turn(query)})
-            outcome = await self._loop(sandbox)
+            outcome = await self._loop()
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
@@ -531,7 +559,7 @@ class _Node:
         return text
 
     # -- the loop ----------------------------------------------------------------------
-    async def _loop(self, sandbox: Sandbox) -> _Outcome:
+    async def _loop(self) -> _Outcome:
         max_iterations = self.rlm.max_iterations
         for iteration in range(1, max_iterations + 1):
             self.iterations = iteration
@@ -539,12 +567,12 @@ class _Node:
                 await self._compact_if_long()
                 reply = await self._turn(iteration)
             except BudgetExceeded:
-                return await self._stop_for_budget(sandbox)
+                return await self._stop_for_budget()
             parsed = parse_reply(reply)
             results: list[CellResult] = []
             final: str | None = None
             for index, code in enumerate(parsed.cells):
-                result = await self._cell(sandbox, code, iteration, index)
+                result = await self._cell(code, iteration, index)
                 results.append(result)
                 if result.final is not None:
                     final = result.final
@@ -555,9 +583,7 @@ class _Node:
                 if parsed.final.kind == "text" and not parsed.cells:
                     final = parsed.final.value
                 elif parsed.final.kind == "var":
-                    lookup = await self._cell(
-                        sandbox, f"FINAL_VAR({parsed.final.value!r})\n", iteration, -1
-                    )
+                    lookup = await self._cell(f"FINAL_VAR({parsed.final.value!r})\n", iteration, -1)
                     final = lookup.final
                     if final is None:
                         results.append(lookup)
@@ -567,13 +593,13 @@ class _Node:
                     return accepted
                 results.append(CellResult("", error=accepted))
             if self._budget_spent():
-                return await self._stop_for_budget(sandbox)
+                return await self._stop_for_budget()
             if not results:
                 self.messages.append({"role": "user", "content": prompts.NO_CODE_NUDGE})
                 continue
             feedback = prompts.cell_feedback(results, max_iterations - iteration)
             self.messages.append({"role": "user", "content": feedback})
-        return await self._last_turn(sandbox)
+        return await self._last_turn()
 
     def _accept(self, answer: str) -> _Outcome | str:
         """The outcome for a final answer, or the validation error to show the model."""
@@ -590,12 +616,31 @@ class _Node:
 
     async def _turn(self, iteration: int | None) -> str:
         call_id = self.run.tracer.new_id("c")
-        text = await self.run.call_model(
-            self.model, self.messages, node=self, depth=self.depth, purpose="turn",
-            call_id=call_id, iteration=iteration,
+        text = await self._unless_start_fails(
+            self.run.call_model(
+                self.model, self.messages, node=self, depth=self.depth, purpose="turn",
+                call_id=call_id, iteration=iteration,
+            )
         )  # fmt: skip
         self.messages.append({"role": "assistant", "content": text})
         return text
+
+    async def _unless_start_fails(self, call: Coroutine[Any, Any, str]) -> str:
+        """``call``'s result; if the sandbox, starting meanwhile, fails first, the call is
+        cancelled and the start's error raised."""
+        starting = self._starting
+        if starting is None or starting.done():
+            return await call
+        task = asyncio.ensure_future(call)
+        try:
+            await asyncio.wait({task, starting}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and not starting.cancelled() and starting.exception():
+                starting.result()
+            return await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _compact_if_long(self) -> None:
         """Summarise the history when it nears the model's window (long sessions)."""
@@ -616,26 +661,26 @@ class _Node:
         ]
         self._traced = len(self.messages) - 1
 
-    async def _last_turn(self, sandbox: Sandbox) -> _Outcome:
+    async def _last_turn(self) -> _Outcome:
         self.messages.append({"role": "user", "content": prompts.LAST_TURN})
         try:
             reply = await self._turn(self.iterations + 1)
         except BudgetExceeded:
-            return await self._stop_for_budget(sandbox)
+            return await self._stop_for_budget()
         parsed = parse_reply(reply)
         answer = parsed.prose.strip() or reply.strip()
         for index, code in enumerate(parsed.cells):  # asked for no code, but models write it
-            result = await self._cell(sandbox, code, self.iterations + 1, index)
+            result = await self._cell(code, self.iterations + 1, index)
             if result.final is not None:
                 return self._accept_last(result.final)
         if parsed.final is None and parsed.cells:
-            answer = (await self._held_answer(sandbox)).strip() or answer
+            answer = (await self._held_answer()).strip() or answer
         if parsed.final is not None:
             if parsed.final.kind == "text":
                 answer = parsed.final.value
             else:
                 lookup = await self._cell(
-                    sandbox, f"FINAL_VAR({parsed.final.value!r})\n", self.iterations, -1
+                    f"FINAL_VAR({parsed.final.value!r})\n", self.iterations, -1
                 )
                 answer = lookup.final if lookup.final is not None else answer
         return self._accept_last(answer)
@@ -647,7 +692,8 @@ class _Node:
             return accepted
         return _Outcome(answer, "iterations", error=accepted)
 
-    async def _cell(self, sandbox: Sandbox, code: str, iteration: int, index: int) -> CellResult:
+    async def _cell(self, code: str, iteration: int, index: int) -> CellResult:
+        sandbox = await self.open()
         t0 = time.time()
         result = await sandbox.run(code, timeout=self.rlm.cell_timeout)
         self.emit(
@@ -658,13 +704,13 @@ class _Node:
         )  # fmt: skip
         return result
 
-    async def _stop_for_budget(self, sandbox: Sandbox) -> _Outcome:
+    async def _stop_for_budget(self) -> _Outcome:
         """The best answer available when the budget is spent: the REPL's ``answer``."""
-        return _Outcome(await self._held_answer(sandbox), "budget")
+        return _Outcome(await self._held_answer(), "budget")
 
-    @staticmethod
-    async def _held_answer(sandbox: Sandbox) -> str:
+    async def _held_answer(self) -> str:
         """What the REPL's ``answer["content"]`` holds (set but not marked ready)."""
+        sandbox = await self.open()
         result = await sandbox.run('print(answer.get("content", ""), end="")\n', timeout=10)
         return result.output if result.error is None else ""
 

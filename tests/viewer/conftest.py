@@ -223,7 +223,7 @@ def build_depth2_trace() -> TraceBuilder:
         query=ROOT_QUERY, model=ROOT_MODEL, sub_model=SUB_MODEL, max_depth=2,
         max_iterations=30,
         budget={"usd": 1.0, "tokens": 2_000_000, "seconds": 600, "calls": 500},
-        sandbox="subprocess", isolation="process", context=CONTEXT, version="0.1.0",
+        sandbox="subprocess", context=CONTEXT, version="0.1.0",
     )  # fmt: skip
     root = b.node_id()
     b.emit(
@@ -315,7 +315,7 @@ def build_depth2_trace() -> TraceBuilder:
     b.emit("run_end", end + 0.001, root, None, 0, answer=ROOT_ANSWER,
            usage={**usage, "by_model": b.breakdown("model"), "by_depth": b.breakdown("depth")},
            cost_usd=usage["cost_usd"], iterations=2, depth_reached=2, stopped=None, error=None,
-           duration_s=round(end - T0, 6))  # fmt: skip
+           duration_s=round(end - T0, 6), isolation="process: rlimits")  # fmt: skip
     return b
 
 
@@ -332,7 +332,7 @@ def write_big_trace(path: Path, n_events: int = 10_000) -> Path:
     b.emit("run_start", t, "n0", None, 0, query="Find every contract clause about liability.",
            model=ROOT_MODEL, sub_model=SUB_MODEL, max_depth=2, max_iterations=500,
            budget={"usd": 50.0, "tokens": None, "seconds": None, "calls": None},
-           sandbox="subprocess", isolation="process",
+           sandbox="subprocess",
            context={"type": "str", "chars": 48_000_000, "items": None},
            version="0.1.0")  # fmt: skip
     root = b.node_id()

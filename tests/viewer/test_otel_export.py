@@ -52,6 +52,7 @@ def test_spans_follow_the_recursion_tree(tmp_path: Path, memory_exporter: Any, t
     assert child.attributes["recursa.parent_call_id"] == "c2"
     assert root.attributes["recursa.cost_usd"] == pytest.approx(builder.usage_of()["cost_usd"])
     assert root.attributes["recursa.depth_reached"] == 2
+    assert root.attributes["recursa.isolation"] == "process: rlimits"
     assert root.attributes["gen_ai.request.model"] == "gpt-5-mini"
     assert root.resource.attributes["service.name"] == "recursa"
 
