@@ -458,10 +458,12 @@ class _Node:
         """Start the sandbox in the background. The first model turn needs no REPL, so
         it is asked while the worker starts; a start that fails cancels it."""
         if self._sandbox is None and self._starting is None:
-            self._starting = asyncio.ensure_future(self._start_sandbox())
+            # made here, so its module is imported on this thread, not beside a model
+            # SDK being imported on another (see SDKModel)
+            sandbox = make_sandbox(self.rlm.sandbox)
+            self._starting = asyncio.ensure_future(self._start_sandbox(sandbox))
 
-    async def _start_sandbox(self) -> Sandbox:
-        sandbox = make_sandbox(self.rlm.sandbox)
+    async def _start_sandbox(self, sandbox: Sandbox) -> Sandbox:
         await sandbox.start(
             SandboxConfig(
                 context=self.context,

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
-
-import anthropic
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from . import pricing
 from ._http import retry_after_seconds, status_error, where
-from .base import BaseModel, Completion, Message, TransientError
+from .base import Completion, Message, SDKModel, TransientError
 from .registry import ModelOptions
+
+if TYPE_CHECKING:
+    import anthropic
 
 # Anthropic requires max_tokens on every request; every current model allows this many.
 DEFAULT_MAX_TOKENS = 8192
@@ -37,7 +38,7 @@ EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
 EMPTY_TURN = "(empty)"
 
 
-class AnthropicModel(BaseModel):
+class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
     """Claude models over the Messages API."""
 
     provider = "anthropic"
@@ -60,20 +61,13 @@ class AnthropicModel(BaseModel):
         self.base_url = base_url or options.base_url
         self.max_tokens = max_tokens
         self._api_key = api_key
-        self._client: anthropic.AsyncAnthropic | None = None
 
-    @property
-    def client(self) -> anthropic.AsyncAnthropic:
-        if self._client is None:
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
-            )
-        return self._client
+    def _make_client(self) -> anthropic.AsyncAnthropic:
+        import anthropic
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        return anthropic.AsyncAnthropic(
+            api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+        )
 
     async def _request(
         self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
@@ -85,8 +79,11 @@ class AnthropicModel(BaseModel):
         if temperature is not None:
             # Recent SDKs dropped the argument (newer models fix it); the API still takes it.
             params["extra_body"] = {"temperature": temperature}
+        client = await self._sdk()  # first: it imports the SDK off the event loop
+        import anthropic
+
         try:
-            response = await self.client.messages.create(
+            response = await client.messages.create(
                 model=self.name,
                 max_tokens=max_tokens or self.max_tokens,
                 messages=turns,  # type: ignore[arg-type]

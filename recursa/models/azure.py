@@ -15,12 +15,14 @@ reported as unpriced.
 from __future__ import annotations
 
 import os
-
-import openai
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .openai import OpenAIModel
 from .registry import ModelOptions
+
+if TYPE_CHECKING:
+    import openai
 
 DEFAULT_API_VERSION = "2024-10-21"
 
@@ -56,18 +58,17 @@ class AzureOpenAIModel(OpenAIModel):
         )
         super().__init__(deployment, api_key=api_key, base_url=endpoint, options=options)
 
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            assert self.base_url is not None  # checked in __init__
-            self._client = openai.AsyncAzureOpenAI(
-                api_key=self._api_key,
-                azure_endpoint=self.base_url,
-                api_version=self.api_version,
-                timeout=self.timeout,
-                max_retries=0,
-            )
-        return self._client
+    def _make_client(self) -> openai.AsyncOpenAI:
+        import openai
+
+        assert self.base_url is not None  # checked in __init__
+        return openai.AsyncAzureOpenAI(
+            api_key=self._api_key,
+            azure_endpoint=self.base_url,
+            api_version=self.api_version,
+            timeout=self.timeout,
+            max_retries=0,
+        )
 
 
 def create(name: str, options: ModelOptions) -> AzureOpenAIModel:

@@ -13,7 +13,7 @@ import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
 
 from ..errors import ModelError
 from . import pricing
@@ -180,6 +180,37 @@ class BaseModel(abc.ABC):
             return c
         cost = pricing.cost(self.spec, c.input_tokens, c.output_tokens, c.cached_tokens)
         return dataclasses.replace(c, cost_usd=cost)
+
+
+ClientT = TypeVar("ClientT")
+
+
+class SDKModel(BaseModel, Generic[ClientT]):
+    """A backend on a provider's SDK client, made on first use and closed with the run.
+
+    The client is made in a worker thread, because making it imports the SDK (most
+    of a second for ``openai``): meanwhile the event loop goes on, starting the run's
+    sandbox worker for one. A backend imports its SDK inside :meth:`_make_client` and
+    :meth:`_request`, never at module level, so that resolving a model spec is cheap.
+    """
+
+    _client: ClientT | None = None
+
+    @abc.abstractmethod
+    def _make_client(self) -> ClientT:
+        """The SDK's async client (runs in a worker thread)."""
+
+    async def _sdk(self) -> ClientT:
+        if self._client is None:
+            client = await asyncio.to_thread(self._make_client)
+            if self._client is None:  # else a concurrent first call made one first
+                self._client = client
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()  # type: ignore[attr-defined]
 
 
 def estimate_tokens(text: str) -> int:

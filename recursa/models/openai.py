@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     AuthenticationError,
@@ -21,15 +19,18 @@ from ..errors import (
     ModelError,
     ModelNotFoundError,
 )
-from .base import BaseModel, Completion, Message, TransientError, estimate_tokens, message_text
+from .base import Completion, Message, SDKModel, TransientError, estimate_tokens, message_text
 from .registry import ModelOptions
+
+if TYPE_CHECKING:
+    import openai
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the SDK insists on one.
 PLACEHOLDER_KEY = "not-needed"
 
 
-class OpenAIModel(BaseModel):
+class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
     """Chat completions over the OpenAI protocol."""
 
     provider = "openai"
@@ -55,24 +56,17 @@ class OpenAIModel(BaseModel):
             api_key = PLACEHOLDER_KEY
         self.base_url = base_url
         self._api_key = api_key
-        self._client: openai.AsyncOpenAI | None = None
 
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
-                max_retries=0,
-                **_http_client(),
-            )
-        return self._client
+    def _make_client(self) -> openai.AsyncOpenAI:
+        import openai
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        return openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=0,
+            **_http_client(),
+        )
 
     async def _request(
         self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
@@ -82,12 +76,15 @@ class OpenAIModel(BaseModel):
             params["max_tokens"] = max_tokens
         if temperature is not None:
             params["temperature"] = temperature
+        client = await self._sdk()  # first: it imports the SDK off the event loop
+        import openai
+
         try:
             # The SDK's low-level post(), and the body as bytes: chat.completions.create()
             # re-validates and copies the whole history on every call (about 0.3 ms a
             # message), and building its response models costs about as much CPU as the
             # request itself, which is what bounds a wide fan-out on a few cores.
-            raw = await self.client.post(
+            raw = await client.post(
                 "/chat/completions",
                 body={"model": self.name, "messages": list(messages), **params},
                 cast_to=bytes,
@@ -165,6 +162,8 @@ class OpenAIModel(BaseModel):
 def _http_client() -> dict[str, Any]:
     """The SDK's aiohttp transport (``openai[aiohttp]``) when installed: about half the
     CPU per request of its default httpx one, which is what bounds wide fan-outs."""
+    import openai
+
     try:
         return {"http_client": openai.DefaultAioHttpClient()}
     except RuntimeError:  # httpx-aiohttp is missing: the SDK's default client

@@ -3,7 +3,9 @@ declared in pyproject.toml, the way third-party providers do."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import os
 
 import pytest
 
@@ -42,3 +44,47 @@ def test_litellm_resolves_through_its_entry_point() -> None:
     model = registry.resolve("litellm/bedrock/anthropic.claude-3-haiku", ModelOptions())
     assert isinstance(model, LiteLLMModel)
     assert model.name == "bedrock/anthropic.claude-3-haiku"
+
+
+SDK_FREE_RESOLVE = """
+import sys
+from recursa.models import registry
+for spec in ("openai/gpt-5-mini", "anthropic/claude-haiku-4-5", "azure/gpt-4o-mini",
+             "openrouter/openai/gpt-5-mini"):
+    registry.resolve(spec, registry.ModelOptions(api_key="k", base_url="https://x.test/v1"))
+print(sorted(m for m in ("openai", "anthropic", "aiohttp") if m in sys.modules))
+"""
+
+
+def test_resolving_a_model_does_not_import_its_sdk() -> None:
+    """The SDK is imported with the first request, in a worker thread (SDKModel), so
+    the event loop can start the sandbox meanwhile; resolving a spec stays cheap."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com"}
+    out = subprocess.run(
+        [sys.executable, "-c", SDK_FREE_RESOLVE], capture_output=True, text=True, timeout=60,
+        env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+async def test_concurrent_first_requests_share_one_client() -> None:
+    from recursa.models.openai import OpenAIModel
+    from recursa.testing import ScriptedServer
+
+    with ScriptedServer(lambda body: "ok") as server:
+        async with OpenAIModel("m", options=ModelOptions(base_url=server.url)) as model:
+            made: list[object] = []
+            make = model._make_client
+            model._make_client = lambda: made.append(1) or make()  # type: ignore[method-assign]
+            replies = await asyncio.gather(
+                *(model.complete([{"role": "user", "content": f"q{i}"}]) for i in range(8))
+            )
+            client = model._client
+            await model.complete([{"role": "user", "content": "again"}])
+            assert model._client is client
+    assert [r.text for r in replies] == ["ok"] * 8
+    assert 1 <= len(made) <= 8  # concurrent first calls may each make one; one is kept
