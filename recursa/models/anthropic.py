@@ -42,6 +42,7 @@ class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
     """Claude models over the Messages API."""
 
     provider = "anthropic"
+    sdk = "anthropic"
 
     def __init__(
         self,

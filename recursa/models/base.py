@@ -10,12 +10,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import importlib.util
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from . import pricing
 
 
@@ -194,7 +195,23 @@ class SDKModel(BaseModel, Generic[ClientT]):
     :meth:`_request`, never at module level, so that resolving a model spec is cheap.
     """
 
+    #: the SDK's import name, checked (not imported) when the model is made
+    sdk: ClassVar[str]
     _client: ClientT | None = None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        options: ModelOptions | None = None,
+        context_window: int | None = None,
+    ) -> None:
+        if importlib.util.find_spec(self.sdk) is None:
+            raise ConfigError(
+                f"{self.provider}/{name} needs the {self.sdk!r} package: "
+                f"pip install 'recursa[{self.provider}]'"
+            )
+        super().__init__(name, options=options, context_window=context_window)
 
     @abc.abstractmethod
     def _make_client(self) -> ClientT:

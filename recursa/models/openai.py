@@ -34,6 +34,7 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
     """Chat completions over the OpenAI protocol."""
 
     provider = "openai"
+    sdk = "openai"
 
     def __init__(
         self,

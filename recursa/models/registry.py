@@ -51,7 +51,13 @@ def _factory(provider: str) -> ProviderFactory:
         return _registered[provider]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == provider:
-            factory: ProviderFactory = ep.load()
+            try:
+                factory: ProviderFactory = ep.load()
+            except ImportError as exc:
+                raise ConfigError(
+                    f"model provider {provider!r} cannot be loaded ({exc}); its package is "
+                    f"probably missing: pip install 'recursa[{provider}]'"
+                ) from None
             return factory
     known = ", ".join(sorted(providers())) or "none"
     raise ConfigError(f"unknown model provider {provider!r} (known: {known})")

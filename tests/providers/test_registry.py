@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from recursa.errors import ConfigError
 from recursa.models import registry
 from recursa.models.anthropic import AnthropicModel
 from recursa.models.azure import AzureOpenAIModel
@@ -48,6 +49,7 @@ def test_litellm_resolves_through_its_entry_point() -> None:
 
 SDK_FREE_RESOLVE = """
 import sys
+from recursa.errors import ConfigError
 from recursa.models import registry
 for spec in ("openai/gpt-5-mini", "anthropic/claude-haiku-4-5", "azure/gpt-4o-mini",
              "openrouter/openai/gpt-5-mini"):
@@ -88,3 +90,14 @@ async def test_concurrent_first_requests_share_one_client() -> None:
             assert model._client is client
     assert [r.text for r in replies] == ["ok"] * 8
     assert 1 <= len(made) <= 8  # concurrent first calls may each make one; one is kept
+
+
+def test_a_missing_sdk_is_a_clear_error_when_the_model_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "anthropic" else real(name)
+    )
+    with pytest.raises(ConfigError, match=r"needs the 'anthropic' package: pip install"):
+        registry.resolve("anthropic/claude-haiku-4-5", ModelOptions(api_key="k"))
