@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import importlib.util
 import random
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
@@ -212,17 +213,23 @@ class SDKModel(BaseModel, Generic[ClientT]):
                 f"pip install 'recursa[{self.provider}]'"
             )
         super().__init__(name, options=options, context_window=context_window)
+        self._making = threading.Lock()  # concurrent first requests make one client
 
     @abc.abstractmethod
     def _make_client(self) -> ClientT:
         """The SDK's async client (runs in a worker thread)."""
 
     async def _sdk(self) -> ClientT:
-        if self._client is None:
-            client = await asyncio.to_thread(self._make_client)
-            if self._client is None:  # else a concurrent first call made one first
-                self._client = client
-        return self._client
+        client = self._client
+        if client is None:
+            client = await asyncio.to_thread(self._client_once)
+        return client
+
+    def _client_once(self) -> ClientT:
+        with self._making:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

@@ -18,27 +18,30 @@ import functools
 import os
 import ssl
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 
 from ..errors import ConfigError, ModelError
 from ._http import retry_after_seconds, status_error, where
-from .base import BaseModel, Completion, Message, TransientError, estimate_tokens, message_text
+from .base import Completion, Message, SDKModel, TransientError, estimate_tokens, message_text
 from .registry import ModelOptions
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types
 
 # Gemini rejects empty parts; an empty turn (a model that said nothing) becomes this.
 EMPTY_TURN = "(empty)"
 ROLES = {"user": "user", "assistant": "model"}
 
 
-class GeminiModel(BaseModel):
+class GeminiModel(SDKModel["genai.Client"]):
     """Gemini models over the Gemini Developer API (``generateContent``)."""
 
     provider = "gemini"
+    sdk = "google.genai"
 
     def __init__(
         self,
@@ -60,27 +63,26 @@ class GeminiModel(BaseModel):
             raise ConfigError(f"no API key for {self.spec}: set GEMINI_API_KEY (or GOOGLE_API_KEY)")
         self.base_url = base_url or options.base_url
         self._api_key = api_key
-        self._client: genai.Client | None = None
         self._http: tuple[httpx.AsyncClient, httpx.Client] | None = None
 
-    @property
-    def client(self) -> genai.Client:
-        if self._client is None:
-            # The SDK insists on a synchronous client as well; it stays idle.
-            self._http = (
-                httpx.AsyncClient(timeout=self.timeout, verify=_tls()),
-                httpx.Client(timeout=self.timeout, verify=_tls()),
-            )
-            self._client = genai.Client(
-                api_key=self._api_key,
-                http_options=types.HttpOptions(
-                    base_url=self.base_url,
-                    timeout=int(self.timeout * 1000),  # milliseconds
-                    httpx_async_client=self._http[0],
-                    httpx_client=self._http[1],
-                ),
-            )
-        return self._client
+    def _make_client(self) -> genai.Client:
+        from google import genai
+        from google.genai import types
+
+        # The SDK insists on a synchronous client as well; it stays idle.
+        self._http = (
+            httpx.AsyncClient(timeout=self.timeout, verify=_tls()),
+            httpx.Client(timeout=self.timeout, verify=_tls()),
+        )
+        return genai.Client(
+            api_key=self._api_key,
+            http_options=types.HttpOptions(
+                base_url=self.base_url,
+                timeout=int(self.timeout * 1000),  # milliseconds
+                httpx_async_client=self._http[0],
+                httpx_client=self._http[1],
+            ),
+        )
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -96,13 +98,17 @@ class GeminiModel(BaseModel):
         self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
     ) -> Completion:
         system, contents = to_gemini(messages)
+        client = await self._sdk()  # first: it imports the SDK off the event loop
+        from google.genai import errors as genai_errors
+        from google.genai import types
+
         config = types.GenerateContentConfig(
             system_instruction=system,
             max_output_tokens=max_tokens,
             temperature=temperature,
         )
         try:
-            response = await self.client.aio.models.generate_content(
+            response = await client.aio.models.generate_content(
                 model=self.name,
                 contents=contents,
                 config=config,
