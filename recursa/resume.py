@@ -13,42 +13,26 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from .models.base import Completion, Message, Model
+from .models.base import Completion, Message, Model, ModelWrapper
 from .replay import Recording, ReplayMismatch
 
 
-class ResumingModel:
+class ResumingModel(ModelWrapper):
     """A live model that first answers from a recording, while the run follows it."""
 
     def __init__(self, live: Model, recording: Recording) -> None:
-        self.live = live
+        super().__init__(live)
         self.recording = recording
         self.replayed = 0
 
-    @property
-    def spec(self) -> str:
-        return self.live.spec
-
-    @property
-    def context_window(self) -> int | None:
-        return self.live.context_window
-
-    @property
-    def prompt_style(self) -> str:
-        return str(getattr(self.live, "prompt_style", "full"))
-
-    @property
-    def supports_images(self) -> bool:
-        return bool(getattr(self.live, "supports_images", True))
-
     async def __aenter__(self) -> ResumingModel:
-        enter = getattr(self.live, "__aenter__", None)
+        enter = getattr(self.inner, "__aenter__", None)
         if enter is not None:
             await enter()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        leave = getattr(self.live, "__aexit__", None)
+        leave = getattr(self.inner, "__aexit__", None)
         if leave is not None:
             await leave(*exc)
 
@@ -64,13 +48,13 @@ class ResumingModel:
         except ReplayMismatch:
             call = None
         if call is None or call.cancelled or call.error is not None or call.text is None:
-            return await self.live.complete(
+            return await self.inner.complete(
                 messages, max_tokens=max_tokens, temperature=temperature
             )
         try:
             recorded = self.recording.completion(call)
         except ReplayMismatch:  # a reply the trace truncated: ask again
-            return await self.live.complete(
+            return await self.inner.complete(
                 messages, max_tokens=max_tokens, temperature=temperature
             )
         self.replayed += 1

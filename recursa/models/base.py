@@ -184,6 +184,30 @@ class BaseModel(abc.ABC):
         return dataclasses.replace(c, cost_usd=cost)
 
 
+class ModelWrapper:
+    """A model that adds behaviour around another (a cache, a recorded run) and passes on
+    what describes it, so accounting, prompts and image handling see the wrapped model."""
+
+    def __init__(self, inner: Model) -> None:
+        self.inner = inner
+
+    @property
+    def spec(self) -> str:
+        return self.inner.spec
+
+    @property
+    def context_window(self) -> int | None:
+        return self.inner.context_window
+
+    @property
+    def prompt_style(self) -> str:
+        return str(getattr(self.inner, "prompt_style", "full"))
+
+    @property
+    def supports_images(self) -> bool:
+        return bool(getattr(self.inner, "supports_images", True))
+
+
 ClientT = TypeVar("ClientT")
 
 

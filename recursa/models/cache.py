@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import ConfigError
-from .base import Completion, Message, Model
+from .base import Completion, Message, Model, ModelWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ def migrate(db: sqlite3.Connection) -> list[str]:
     return applied
 
 
-class CachedModel:
+class CachedModel(ModelWrapper):
     """A :class:`Model` whose replies are looked up in, and stored to, a :class:`ResponseCache`.
 
     ``spec`` and ``context_window`` are the inner model's, so accounting stays per
@@ -318,23 +318,11 @@ class CachedModel:
     """
 
     def __init__(self, inner: Model, cache: ResponseCache) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cache = cache
 
     def __repr__(self) -> str:
         return f"<CachedModel {self.inner!r} in {self.cache.path}>"
-
-    @property
-    def spec(self) -> str:
-        return self.inner.spec
-
-    @property
-    def context_window(self) -> int | None:
-        return self.inner.context_window
-
-    @property
-    def prompt_style(self) -> str:
-        return str(getattr(self.inner, "prompt_style", "full"))
 
     async def complete(
         self,
