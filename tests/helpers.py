@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,3 +52,17 @@ def http_router(
     """The same, for a ScriptedServer (it receives the request body)."""
     inner = router(root, sub)
     return lambda body: inner(body["messages"])
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m recursa ARGS`` as a real process, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "recursa", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=120,
+    )

@@ -4,24 +4,12 @@ still arrives whole, exit handlers still run, exit statuses are kept."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from recursa.testing import HTTPFailure, ScriptedServer
-from tests.helpers import http_router
+from tests.helpers import http_router, run_cli
 
 BIG = 2_000_000  # characters: far more than a pipe buffer holds
-
-
-def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recursa", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def test_a_large_json_result_arrives_whole_and_exit_handlers_run(
@@ -38,7 +26,7 @@ def test_a_large_json_result_arrives_whole_and_exit_handlers_run(
     env = {**clean_env, "MARKER": str(marker), "PYTHONPATH": f"{tmp_path}:{Path.cwd()}"}
     turns = [f"```repl\nFINAL('x' * {BIG})\n```"]
     with ScriptedServer(http_router(turns)) as server:
-        proc = cli(
+        proc = run_cli(
             ["run", "q", "-c", str(ctx), "--model", "openai/s", "--base-url", server.url,
              "--sandbox", "inprocess", "--tools", "exit_tools:TOOLS", "--json"],
             env,
@@ -51,16 +39,16 @@ def test_a_large_json_result_arrives_whole_and_exit_handlers_run(
 def test_exit_statuses_are_kept(tmp_path: Path, clean_env: dict[str, str]) -> None:
     ctx = tmp_path / "c.txt"
     ctx.write_text("hello")
-    assert cli(["--version"], clean_env).returncode == 0
-    usage = cli(["run", "q", "-c", str(tmp_path / "missing.txt")], clean_env)
+    assert run_cli(["--version"], clean_env).returncode == 0
+    usage = run_cli(["run", "q", "-c", str(tmp_path / "missing.txt")], clean_env)
     assert (usage.returncode, usage.stderr.count("\n")) == (2, 1)
-    assert cli(["no-such-command"], clean_env).returncode == 2
+    assert run_cli(["no-such-command"], clean_env).returncode == 2
 
     def refuse(body: dict[str, object]) -> str:
         raise HTTPFailure(401, "bad key")
 
     with ScriptedServer(refuse) as server:
-        failed = cli(
+        failed = run_cli(
             ["run", "q", "-c", str(ctx), "--model", "openai/s",
              "--base-url", server.url, "--sandbox", "inprocess"],
             clean_env,

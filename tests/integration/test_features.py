@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from recursa import RLM, Budget
 from recursa.testing import ScriptedServer
-from tests.helpers import http_router, is_root_turn, turn_index
+from tests.helpers import http_router, is_root_turn, run_cli, turn_index
 
 SANDBOXES = ["subprocess", "inprocess"]
 SECRET = "host-only-value-5521"
@@ -204,20 +204,6 @@ def test_async_api_runs_concurrent_completions(serve: Any) -> None:
     assert turn_index(server.requests[0]["messages"]) == 0
 
 
-def _cli(args: list[str], env: dict[str, str], stdin: str | None = None) -> Any:
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "recursa", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=stdin,
-        timeout=120,
-    )
-
-
 def test_cli_tools_and_schema(serve: Any, clean_env: dict[str, str], tmp_path: Any) -> None:
     turns = [
         "```repl\nFINAL({'secret': host_secret()})\n```",
@@ -232,7 +218,7 @@ def test_cli_tools_and_schema(serve: Any, clean_env: dict[str, str], tmp_path: A
         )
     )
     env = {**clean_env, "RECURSA_TEST_HOST_SECRET": SECRET}
-    proc = _cli(
+    proc = run_cli(
         [
             "run",
             "q",
@@ -271,9 +257,9 @@ def test_cli_bad_schema_and_tools_are_usage_errors(
         "--base-url",
         "http://127.0.0.1:9/v1",
     ]
-    proc = _cli([*base, "--schema", str(tmp_path / "missing.json")], clean_env)
+    proc = run_cli([*base, "--schema", str(tmp_path / "missing.json")], clean_env)
     assert proc.returncode == 2 and "no such file" in proc.stderr
-    proc = _cli([*base, "--tools", "nonexistent_mod:TOOLS"], clean_env)
+    proc = run_cli([*base, "--tools", "nonexistent_mod:TOOLS"], clean_env)
     assert proc.returncode == 2 and "cannot import" in proc.stderr
 
 
@@ -289,7 +275,7 @@ def test_cli_chat_keeps_variables_between_questions(
     server = serve(reply)
     ctx = tmp_path / "c.txt"
     ctx.write_text("one two three four")
-    proc = _cli(
+    proc = run_cli(
         [
             "chat",
             "-c",
@@ -355,12 +341,12 @@ def test_cli_resume_takes_the_query_from_the_trace(
     ctx.write_text("alpha beta gamma delta")
     trace = tmp_path / "t.jsonl"
     base = ["-c", str(ctx), "--model", "openai/s", "--base-url", server.url]
-    first = _cli(
+    first = run_cli(
         ["run", "count it", *base, "--budget-calls", "5", "--trace", str(trace)], clean_env
     )
     assert first.returncode == 0, first.stderr
     assert "stopped early (budget)" in first.stderr
-    second = _cli(["run", *base, "--resume", str(trace), "--json"], clean_env)
+    second = run_cli(["run", *base, "--resume", str(trace), "--json"], clean_env)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["answer"] == "7:ALPHA"
     assert len(server.requests) == 6

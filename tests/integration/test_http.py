@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 
 from recursa import RLM, Budget
 from recursa.testing import HTTPFailure, ScriptedServer
-from tests.helpers import http_router, is_root_turn
+from tests.helpers import http_router, is_root_turn, run_cli
 
 SANDBOX = "subprocess"  # the default: the real isolated worker
 
@@ -44,19 +42,6 @@ def big_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
         fh.write("The magic number is 8675309.\n")
         fh.write(line * (reps - at))
     return path
-
-
-def run_cli(
-    args: list[str], env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recursa", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=stdin,
-        timeout=120,
-    )
 
 
 @pytest.fixture
