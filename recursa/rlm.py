@@ -238,7 +238,7 @@ class _Run:
         self._held: set[int] = set()
         self.limits: dict[str, asyncio.Semaphore] = {}
         self.depth_reached = 0
-        self.isolation = ""
+        self.isolation = NO_SANDBOX  # until the root's sandbox has started
 
     def _resuming(self, model: Model) -> Model:
         return model if self.recording is None else ResumingModel(model, self.recording)
@@ -364,7 +364,7 @@ class _Run:
             iterations=root.iterations,
             depth_reached=self.depth_reached,
             stopped=outcome.stopped,
-            isolation=self.isolation or NO_SANDBOX,
+            isolation=self.isolation,
             duration_s=time.monotonic() - started,
             run_id=self.run_id,
             trace=self.trace_path,
@@ -381,7 +381,7 @@ class _Run:
             answer=outcome.answer, usage=report.to_dict(), cost_usd=report.cost_usd,
             iterations=root.iterations, depth_reached=self.depth_reached,
             stopped=outcome.stopped, error=outcome.error,
-            duration_s=time.monotonic() - started, isolation=self.isolation or NO_SANDBOX,
+            duration_s=time.monotonic() - started, isolation=self.isolation,
         )  # fmt: skip
         self.tracer.close()
 
