@@ -231,7 +231,7 @@ class SDKModel(BaseModel, Generic[ClientT]):
         options: ModelOptions | None = None,
         context_window: int | None = None,
     ) -> None:
-        if importlib.util.find_spec(self.sdk) is None:
+        if not installed(self.sdk):
             raise ConfigError(
                 f"{self.provider}/{name} needs the {self.sdk!r} package: "
                 f"pip install 'recursa[{self.provider}]'"
@@ -259,6 +259,15 @@ class SDKModel(BaseModel, Generic[ClientT]):
         client, self._client = self._client, None
         if client is not None:
             await client.close()  # type: ignore[attr-defined]
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (nor failing when a
+    parent package of a dotted name is missing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def estimate_tokens(text: str) -> int:
