@@ -7,7 +7,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from recursa.models.base import Message
+import pytest
+
+from recursa.models.base import Message, installed
 
 
 def is_root_turn(messages: Sequence[Any]) -> bool:
@@ -66,3 +68,10 @@ def run_cli(
         input=stdin,
         timeout=120,
     )
+
+
+def requires(*modules: str) -> pytest.MarkDecorator:
+    """Skip where an optional package is not installed (``pip install -e ".[dev]"`` alone):
+    CI and the README's test command install them all, so there these tests run."""
+    missing = [m for m in modules if not installed(m)]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")

@@ -14,6 +14,7 @@ from recursa.bench.runner import read_results, run_bench
 from recursa.bench.tasks import SNIAHTask, get_task
 from recursa.testing import ScriptedServer
 from tests.benchrun.script import reply
+from tests.helpers import requires
 
 MODEL = "openai/gpt-5-mini"  # priced, so costs are known; served by the scripted server
 SUB_MODEL = "openai/gpt-5-nano"
@@ -44,6 +45,7 @@ def bench(server: ScriptedServer, out: Path, **kw: object) -> object:
     return run_bench(**args)  # type: ignore[arg-type]
 
 
+@requires("needlehaystack", "bm25s", "matplotlib")
 def test_two_tasks_four_methods_then_resume(server: ScriptedServer, tmp_path: Path) -> None:
     out = tmp_path / "results"
     summary = bench(server, out)
@@ -118,6 +120,7 @@ class Boom:
         raise RuntimeError("kaput")
 
 
+@requires("matplotlib")
 def test_failures_are_rows_not_crashes(server: ScriptedServer, tmp_path: Path) -> None:
     out = tmp_path / "results"
     summary = bench(

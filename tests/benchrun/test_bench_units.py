@@ -25,6 +25,7 @@ from recursa.errors import ConfigError
 from recursa.models.scripted import ScriptedModel
 from recursa.testing import ScriptedServer
 from tests.benchrun.script import reply
+from tests.helpers import requires
 
 
 def item(context: str | list[str], query: str = "What is X?") -> Item:
@@ -72,6 +73,7 @@ async def test_base_cuts_the_context_to_the_window_with_a_note() -> None:
     assert len(prompt) < 2_000 * 4
 
 
+@requires("bm25s")
 async def test_codeact_searches_and_answers_over_documents() -> None:
     docs = [f"Document {i}. Nothing to see here about weather." for i in range(30)]
     docs[17] = "Document 17. The secret code of the vault is 4242."
@@ -85,6 +87,7 @@ async def test_codeact_searches_and_answers_over_documents() -> None:
     assert "[passage 17]\nDocument 17. The secret code" in tool_reply
 
 
+@requires("bm25s")
 async def test_codeact_stops_after_its_steps() -> None:
     model = ScriptedModel(lambda messages: "Hmm, thinking.")
     result = await CodeActBM25Method(max_steps=2).run(item("some text"), MethodContext(model))
@@ -136,6 +139,7 @@ def test_cli_rejects_unknown_tasks_and_methods(tmp_path: Path) -> None:
     assert not (tmp_path / "results.jsonl").exists()
 
 
+@requires("matplotlib")
 def test_cli_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with ScriptedServer(reply) as server:

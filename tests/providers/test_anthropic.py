@@ -17,10 +17,14 @@ from recursa.errors import (
 from recursa.models.anthropic import AnthropicModel, create, to_anthropic
 from recursa.models.base import Message
 from recursa.testing import HTTPFailure
+from tests.helpers import requires
 from tests.providers.servers import AnthropicServer, Received, Reply, options
 
 # Newer SDKs warn that claude-sonnet-4-5 is nearing retirement; the name is only a fixture here.
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+pytestmark = [
+    requires("anthropic"),
+    pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning"),
+]
 
 EPHEMERAL = {"type": "ephemeral"}
 SONNET = "claude-sonnet-4-5"

@@ -11,7 +11,10 @@ from recursa.errors import AuthenticationError, ConfigError, ModelError, ModelNo
 from recursa.models.base import Message
 from recursa.models.gemini import GeminiModel, _retry_delay, create, to_gemini
 from recursa.testing import HTTPFailure
+from tests.helpers import requires
 from tests.providers.servers import GeminiServer, Received, Reply, options
+
+pytestmark = requires("google.genai")
 
 FLASH = "gemini-2.5-flash"
 # gemini-2.5-flash: $0.30 input, $2.50 output, $0.075 cached per MTok.

@@ -14,12 +14,11 @@ from recursa.errors import AuthenticationError, ConfigError, ModelError, ModelNo
 from recursa.models import litellm as backend
 from recursa.models.litellm import LiteLLMModel
 from recursa.testing import HTTPFailure
+from tests.helpers import requires
 from tests.providers.servers import OpenAIServer, Received, options
 
 pytestmark = [
-    pytest.mark.skipif(
-        importlib.util.find_spec("litellm") is None, reason="needs recursa[litellm]"
-    ),
+    requires("litellm"),
     pytest.mark.slow,  # importing LiteLLM alone takes seconds
 ]
 HI: list[Any] = [{"role": "user", "content": "hi"}]

@@ -15,9 +15,13 @@ from recursa.models.gemini import GeminiModel
 from recursa.models.openai import OpenAIModel
 from recursa.models.registry import ModelOptions
 from recursa.testing import ScriptedServer
+from tests.helpers import requires
 from tests.providers.servers import AnthropicServer, GeminiServer, Received, options
 
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+pytestmark = [
+    requires("anthropic", "google.genai"),
+    pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning"),
+]
 
 ROOT_TURNS = [
     "Let me ask.\n```repl\n"

@@ -16,10 +16,18 @@ from recursa.models.azure import AzureOpenAIModel
 from recursa.models.gemini import GeminiModel
 from recursa.models.openrouter import OpenRouterModel
 from recursa.models.registry import ModelOptions
+from tests.helpers import requires
 
 BUILT_IN = [
-    ("anthropic/claude-haiku-4-5", AnthropicModel, "ANTHROPIC_API_KEY"),
-    ("gemini/gemini-2.5-flash", GeminiModel, "GEMINI_API_KEY"),
+    pytest.param(
+        "anthropic/claude-haiku-4-5",
+        AnthropicModel,
+        "ANTHROPIC_API_KEY",
+        marks=requires("anthropic"),
+    ),
+    pytest.param(
+        "gemini/gemini-2.5-flash", GeminiModel, "GEMINI_API_KEY", marks=requires("google.genai")
+    ),
     ("openrouter/openai/gpt-5-mini", OpenRouterModel, "OPENROUTER_API_KEY"),
     ("azure/gpt-4o-mini", AzureOpenAIModel, "AZURE_OPENAI_API_KEY"),
 ]
@@ -38,7 +46,7 @@ def test_provider_resolves_through_its_entry_point(
     assert model.spec == spec
 
 
-@pytest.mark.skipif(importlib.util.find_spec("litellm") is None, reason="needs recursa[litellm]")
+@requires("litellm")
 def test_litellm_resolves_through_its_entry_point() -> None:
     from recursa.models.litellm import LiteLLMModel  # LiteLLM itself loads on first request
 
@@ -49,11 +57,13 @@ def test_litellm_resolves_through_its_entry_point() -> None:
 
 SDK_FREE_RESOLVE = """
 import sys
-from recursa.errors import ConfigError
 from recursa.models import registry
-for spec in ("openai/gpt-5-mini", "anthropic/claude-haiku-4-5", "azure/gpt-4o-mini",
-             "openrouter/openai/gpt-5-mini", "gemini/gemini-2.5-flash"):
-    registry.resolve(spec, registry.ModelOptions(api_key="k", base_url="https://x.test/v1"))
+from recursa.models.base import installed
+for spec, sdk in (("openai/gpt-5-mini", "openai"), ("anthropic/claude-haiku-4-5", "anthropic"),
+                  ("azure/gpt-4o-mini", "openai"), ("openrouter/openai/gpt-5-mini", "openai"),
+                  ("gemini/gemini-2.5-flash", "google.genai")):
+    if installed(sdk):  # a missing one is a ConfigError, tested below
+        registry.resolve(spec, registry.ModelOptions(api_key="k", base_url="https://x.test/v1"))
 sdks = ("openai", "anthropic", "aiohttp", "google.genai")
 print(sorted(m for m in sdks if m in sys.modules))
 """
