@@ -28,12 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recursa.context import Context
 from recursa.repl.base import SandboxConfig
 from recursa.repl.inprocess import InProcessSandbox
+from recursa.repl.protocol import HostRequest
 from recursa.repl.subprocess import SubprocessSandbox
 
 MB = 1_000_000
 
 
-async def host(name: str, payload: dict[str, Any]) -> Any:
+async def host(request: HostRequest) -> Any:
     return "ok"
 
 

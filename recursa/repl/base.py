@@ -12,13 +12,39 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .protocol import HostRequest
+
 if TYPE_CHECKING:
     from ..context import Context
 
-#: Serves a REPL's call to the host: ``name`` is "llm_query", "llm_batch", "rlm_query",
-#: "rlm_batch", "budget" or "tool"; the payload and the result are JSON values.
-#: Raising an exception makes the REPL raise ``HostCallError`` with its message.
-HostCallback = Callable[[str, dict[str, Any]], Awaitable[Any]]
+#: Serves one call the REPL makes to the host, already decoded and checked by
+#: :func:`recursa.repl.protocol.decode_request` (every backend does it, so the callback
+#: only ever sees well-typed requests; one that does not decode never reaches it: the
+#: REPL gets a ``HostCallError`` saying why). The request is one of
+#: (:mod:`recursa.repl.protocol`):
+#:
+#: ``LlmQuery(prompt, model, images, group)``
+#:     ``llm_query(...)``: one plain model call; returns its text. ``group`` is set for
+#:     the sub-calls of ``llm_batch(..., stop_when=...)``, which a ``Cancel`` may end.
+#: ``LlmBatch(prompts, model)``
+#:     ``llm_batch(prompts)``: concurrent calls; returns a list in prompt order, a failed
+#:     item as ``{"error": message}``.
+#: ``RlmQuery(prompt, context, budget)``
+#:     ``rlm_query(...)``: a child RLM one level deeper, with its own optional cap
+#:     (``BudgetLimits``); returns its answer.
+#: ``RlmBatch(prompts, contexts)``
+#:     ``rlm_batch(...)``: children, concurrently; a list like ``LlmBatch``'s.
+#: ``Cancel(group)``
+#:     ``stop_when`` was met: end the ``LlmQuery`` calls of ``group`` still in flight
+#:     (they fail with a "cancelled" error); returns None.
+#: ``BudgetQuery()``
+#:     ``BUDGET()``: what is left of each limit, a dict of JSON numbers (None: unlimited).
+#: ``ToolCall(tool, args, kwargs)``
+#:     a host tool (``SandboxConfig.tools``); returns its result.
+#:
+#: The result must be a JSON value. Raising an exception makes the REPL raise
+#: ``HostCallError`` with its message. A call whose cell is interrupted is cancelled.
+HostCallback = Callable[[HostRequest], Awaitable[Any]]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
-"""The host's end of the worker channel: framing, serving the REPL's calls, collecting results.
+"""The host's end of the worker channel: reading frames, serving the REPL's calls, results.
 
-Frames are a 4-byte big-endian length and a UTF-8 JSON object (the worker's side is
-in :mod:`recursa.repl.worker`). The transport is whatever asyncio stream pair the
-sandbox opened: a private ``socketpair`` for the subprocess sandbox, stdin/stdout
-pipes for Docker. Never a TCP port.
+The frames and their checks are :mod:`recursa.repl.protocol` (the worker's side is
+:mod:`recursa.repl.worker`). The transport is whatever asyncio stream pair the sandbox
+opened: a private ``socketpair`` for the subprocess sandbox, stdin/stdout pipes for
+Docker. Never a TCP port.
+
+The worker is an untrusted peer. A frame that does not decode ends the channel (the
+sandbox kills the worker and says why in the cell's error); a call whose request does
+not decode is answered with an error and the channel goes on.
 """
 
 from __future__ import annotations
@@ -11,20 +15,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 from typing import Any
 
 from .base import HostCallback
+from .protocol import (
+    HEADER_BYTES,
+    MAX_FRAME_BYTES,
+    Call,
+    CellDone,
+    Frame,
+    ProtocolError,
+    Reply,
+    RunCell,
+    decode_frame,
+    decode_request,
+    encode_frame,
+    frame_length,
+)
 
-HEADER_BYTES = 4
-#: The largest frame the host accepts from a worker; a bigger one ends the worker.
-MAX_FRAME_BYTES = 256 * 1024 * 1024
 #: The error a call gets when its cell is interrupted while the host is serving it.
 CANCELLED = "cancelled: the cell was interrupted"
-
-
-class FrameError(Exception):
-    """The worker broke the protocol (a frame too large, not JSON, an unknown message)."""
 
 
 class WorkerGone(Exception):
@@ -35,45 +45,27 @@ class WorkerGone(Exception):
         self.reason = reason
 
 
-def encode(msg: dict[str, Any]) -> bytes:
-    data = json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "surrogatepass"
-    )
-    return len(data).to_bytes(HEADER_BYTES, "big") + data
-
-
-def decode(body: bytes) -> dict[str, Any]:
-    try:
-        msg = json.loads(body.decode("utf-8", "replace"))
-    except ValueError as exc:
-        raise FrameError(f"a frame is not JSON: {exc}") from None
-    if not isinstance(msg, dict):
-        raise FrameError("a frame is not a JSON object")
-    return msg
-
-
-def frame_length(header: bytes, limit: int = MAX_FRAME_BYTES) -> int:
-    size = int.from_bytes(header, "big")
-    if size > limit:
-        raise FrameError(f"a frame of {size:,} bytes is over the {limit:,}-byte limit")
-    return size
-
-
-async def read_frame(
-    reader: asyncio.StreamReader, limit: int = MAX_FRAME_BYTES
-) -> dict[str, Any] | None:
-    """The next message, or None at a clean end of stream."""
+async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME_BYTES) -> Frame | None:
+    """The next frame, or None at a clean end of stream; :class:`ProtocolError` if it does
+    not decode."""
     try:
         header = await reader.readexactly(HEADER_BYTES)
     except asyncio.IncompleteReadError as exc:
         if exc.partial:
-            raise FrameError("the stream ended inside a frame header") from None
+            raise ProtocolError("the stream ended inside a frame header") from None
         return None
     try:
         body = await reader.readexactly(frame_length(header, limit))
     except asyncio.IncompleteReadError:
-        raise FrameError("the stream ended inside a frame") from None
-    return decode(body)
+        raise ProtocolError("the stream ended inside a frame") from None
+    return decode_frame(body)
+
+
+def _error_frame(call_id: int, message: str) -> bytes:
+    try:
+        return encode_frame(Reply(call_id, error=message))
+    except ProtocolError:  # a message over the frame limit
+        return encode_frame(Reply(call_id, error=message[:10_000] + " [message truncated]"))
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -100,43 +92,43 @@ class WorkerLink:
         self._writer = writer
         self._host = host
         self._max_frame = max_frame
-        self._results: collections.deque[asyncio.Future[dict[str, Any]]] = collections.deque()
+        self._results: collections.deque[asyncio.Future[CellDone]] = collections.deque()
         self._calls: set[asyncio.Task[None]] = set()
         self.gone: str | None = None  # why the channel ended, once it has
         self.broken = False  # the worker broke the protocol (it may still be running)
         self.ended = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
-    def run(self, code: str) -> asyncio.Future[dict[str, Any]]:
-        """Send one cell; the future resolves to its result message or fails with WorkerGone."""
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    def run(self, code: str) -> asyncio.Future[CellDone]:
+        """Send one cell; the future resolves to its :class:`CellDone` or fails with
+        :class:`WorkerGone`."""
+        future: asyncio.Future[CellDone] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume)
         if self.gone is not None:
             future.set_exception(WorkerGone(self.gone))
             return future
         self._results.append(future)
-        self._writer.write(encode({"op": "run", "code": code}))
+        self._writer.write(encode_frame(RunCell(code)))
         return future
 
     async def _read_loop(self) -> None:
         reason = "the channel closed"
         try:
             while True:
-                msg = await read_frame(self._reader, self._max_frame)
-                if msg is None:
+                frame = await read_frame(self._reader, self._max_frame)
+                if frame is None:
                     break
-                op = msg.get("op")
-                if op == "call":
-                    task = asyncio.get_running_loop().create_task(self._serve(msg))
+                if isinstance(frame, Call):
+                    task = asyncio.get_running_loop().create_task(self._serve(frame))
                     self._calls.add(task)
                     task.add_done_callback(self._calls.discard)
-                elif op == "result" and self._results:
+                elif isinstance(frame, CellDone) and self._results:
                     future = self._results.popleft()
                     if not future.done():
-                        future.set_result(msg)
+                        future.set_result(frame)
                 else:
-                    raise FrameError(f"unexpected message {str(op)[:40]!r}")
-        except FrameError as exc:
+                    raise ProtocolError(f"unexpected message {frame.op!r}")
+        except ProtocolError as exc:
             reason = f"protocol error: {exc}"
             self.broken = True
         except (ConnectionError, OSError) as exc:
@@ -149,20 +141,17 @@ class WorkerLink:
                     future.set_exception(WorkerGone(reason))
             self.ended.set()
 
-    async def _serve(self, msg: dict[str, Any]) -> None:
-        call_id = msg.get("id")
-        payload = msg.get("payload")
+    async def _serve(self, call: Call) -> None:
         try:
-            value = await self._host(
-                str(msg.get("name")), payload if isinstance(payload, dict) else {}
-            )
-            frame = encode({"op": "reply", "id": call_id, "ok": value})
+            # a request that does not decode is answered like a failed call: the REPL
+            # raises HostCallError with the reason, and the channel goes on
+            value = await self._host(decode_request(call.name, call.payload))
+            frame = encode_frame(Reply(call.id, ok=value))
         except asyncio.CancelledError:  # the cell was interrupted: free whoever waits
-            self._send(encode({"op": "reply", "id": call_id, "error": CANCELLED}))
+            self._send(encode_frame(Reply(call.id, error=CANCELLED)))
             raise
         except Exception as exc:  # the REPL raises HostCallError with this message
-            message = str(exc) or type(exc).__name__
-            frame = encode({"op": "reply", "id": call_id, "error": message})
+            frame = _error_frame(call.id, str(exc) or type(exc).__name__)
         if self._send(frame):
             with contextlib.suppress(ConnectionError, OSError):
                 await self._writer.drain()

@@ -30,17 +30,20 @@ from typing import Any, ClassVar
 from ..errors import SandboxError
 from . import isolation
 from .base import SandboxConfig
-from .channel import WorkerGone, WorkerLink, read_frame
+from .channel import WorkerLink
 from .isolation import Layout
-from .subprocess import (
+from .process import (
     Limits,
     ProcessGroup,
     WorkerProcess,
     WorkerSandbox,
-    _make_layout,
-    _reap,
-    _tail,
+    log_tail,
+    make_layout,
+    read_hello,
+    reap,
 )
+
+__all__ = ["DockerSandbox", "Limits", "default_image", "docker_available", "docker_command"]
 
 CONTEXT_INSIDE = "/run/recursa/context"
 
@@ -174,7 +177,7 @@ class DockerSandbox(WorkerSandbox):
         self._config = config
         try:
             self._context_path, self._format = await asyncio.to_thread(config.context.file)
-            self._layout = _make_layout()
+            self._layout = make_layout()
             self._leftovers.base = self._layout.base
             if isolation.running_as_root():
                 for d in (self._layout.home, self._layout.tmp):
@@ -236,20 +239,21 @@ class DockerSandbox(WorkerSandbox):
         group = ProcessGroup(proc)
         assert proc.stdout is not None and proc.stdin is not None
         try:
-            hello = await asyncio.wait_for(read_frame(proc.stdout), self.start_timeout)
-            if hello is None or hello.get("op") != "hello":
-                raise WorkerGone("the container ended before the worker said hello")
+            hello = await asyncio.wait_for(
+                read_hello(proc.stdout, ended="the container ended before the worker said hello"),
+                self.start_timeout,
+            )
         except BaseException as exc:
             proc.stdin.close()
             await _docker_quiet(self.docker, "kill", name)
-            await _reap(proc, group)
+            await reap(proc, group)
             if isinstance(exc, Exception):
                 raise SandboxError(
-                    f"the docker worker did not start: {exc}; {_tail(self._layout.log)}"
+                    f"the docker worker did not start: {exc}; {log_tail(self._layout.log)}"
                 ) from None
             raise
         link = WorkerLink(proc.stdout, proc.stdin, self._config.host)
         return DockerWorker(
             proc, group, link, proc.pid, wrapped=True, log_path=self._layout.log,
-            limits=hello.get("limits") or {}, name=name, docker=self.docker,
+            limits=hello.limits, name=name, docker=self.docker,
         )  # fmt: skip

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from .base import CellResult, SandboxConfig
+from .protocol import ProtocolError, decode_request
 from .runtime import HostCallError, Repl
 
 GRACE_SECONDS = 2.0
@@ -44,9 +45,13 @@ class InProcessSandbox:
     def _call_host(self, name: str, payload: dict[str, Any]) -> Any:
         assert self._loop is not None and self._config is not None
         host = self._config.host
+        try:  # the same checks as a worker's calls get on the host (see WorkerLink)
+            request = decode_request(name, payload)
+        except ProtocolError as exc:
+            raise HostCallError(str(exc)) from None
 
         async def call() -> Any:
-            return await host(name, payload)
+            return await host(request)
 
         future = asyncio.run_coroutine_threadsafe(call(), self._loop)
         try:

@@ -94,13 +94,15 @@ def materialize(value: Any) -> Any:
 
 
 def _budget(
+    *,
     usd: float | None = None,
     tokens: int | None = None,
-    calls: int | None = None,
     seconds: float | None = None,
+    calls: int | None = None,
 ) -> dict[str, Any]:
-    """A budget for one branch: ``rlm_query(prompt, budget=Budget(calls=20))``."""
-    return {"usd": usd, "tokens": tokens, "calls": calls, "seconds": seconds}
+    """A budget for one branch: ``rlm_query(prompt, budget=Budget(calls=20))``. Keyword-only,
+    in the same field order as the host's :class:`recursa.budget.Budget`."""
+    return {"usd": usd, "tokens": tokens, "seconds": seconds, "calls": calls}
 
 
 class _CappedBuffer(io.TextIOBase):

@@ -18,385 +18,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
-import select
-import shutil
-import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
-import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, SandboxError
 from . import isolation
-from .base import CellResult, SandboxConfig
-from .channel import (
-    HEADER_BYTES,
-    FrameError,
-    WorkerGone,
-    WorkerLink,
-    decode,
-    frame_length,
-    read_frame,
-)
+from .base import SandboxConfig
+from .channel import WorkerGone, WorkerLink
 from .isolation import Candidate, Layout, Level
+from .process import (
+    EXIT_CONTEXT_FAILED,
+    Limits,
+    ProcessGroup,
+    WorkerProcess,
+    WorkerSandbox,
+    log_tail,
+    make_layout,
+    read_hello,
+    reap,
+)
+from .protocol import HEADER_BYTES, Hello, ProtocolError, decode_frame, frame_length
+
+__all__ = ["Limits", "SubprocessSandbox"]
 
 log = logging.getLogger(__name__)
-
-GiB = 1 << 30
-EXIT_CONTEXT_FAILED = 71  # worker.py: the context could not be loaded
-_HERE = Path(__file__).resolve().parent
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one worker (None: leave the inherited limit)."""
-
-    memory_bytes: int | None = 4 * GiB  # RLIMIT_AS: address space
-    cpu_seconds: int | None = 3600  # RLIMIT_CPU: the worker's whole life, all cells
-    processes: int | None = 64  # RLIMIT_NPROC: tasks (processes and threads)
-    file_size_bytes: int | None = 1 * GiB  # RLIMIT_FSIZE: largest file it may write
-    open_files: int | None = 256  # RLIMIT_NOFILE
-
-    def to_dict(self) -> dict[str, int | None]:
-        return dataclasses.asdict(self)
-
-
-class ProcessGroup:
-    """A process we started and the process group it leads (``start_new_session``).
-
-    It is killed without ever hitting a reused pid: the group is signalled only
-    while its leader is known to be alive (through a pidfd where the kernel has them;
-    the leader's pid, hence the group id, cannot be reused before it is reaped).
-    """
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.fd: int | None = None
-        if hasattr(os, "pidfd_open") and proc.returncode is None:
-            with contextlib.suppress(OSError):
-                self.fd = os.pidfd_open(proc.pid)
-
-    def leader_alive(self) -> bool:
-        if self.fd is not None:
-            poller = select.poll()
-            poller.register(self.fd, select.POLLIN)  # readable once the leader exits
-            return not poller.poll(0)
-        return self.proc.returncode is None
-
-    def kill(self) -> None:
-        if not self.leader_alive():
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if hasattr(os, "killpg"):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            else:
-                self.proc.kill()
-
-    def close(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = None
-
-
-@dataclass(eq=False)
-class WorkerProcess:
-    """The host's handle on one running worker."""
-
-    proc: asyncio.subprocess.Process
-    group: ProcessGroup
-    link: WorkerLink
-    pid: int  # the REPL process as the host sees it: where SIGINT goes
-    wrapped: bool  # the direct child wraps the REPL: exit code 128+N means signal N
-    log_path: Path
-    limits: dict[str, Any] = field(default_factory=dict)
-    pidfd: int | None = None
-
-    @property
-    def dead(self) -> bool:
-        return self.link.gone is not None or self.proc.returncode is not None
-
-    def log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_since(self, offset: int, limit: int = 1500) -> str:
-        try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(max(offset, self.log_size() - limit))
-                return fh.read(limit).decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
-
-    def send_signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
-            if self.pidfd is not None:
-                signal.pidfd_send_signal(self.pidfd, sig)
-            elif self.proc.returncode is None:
-                os.kill(self.pid, sig)
-
-    async def interrupt(self) -> None:
-        if sys.platform != "win32":
-            self.send_signal(signal.SIGINT)
-
-    async def kill(self) -> None:
-        """Kill the REPL and everything it started; reap; close the channel."""
-        if sys.platform != "win32":
-            self.send_signal(signal.SIGKILL)
-        self.group.kill()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 10)
-        finally:
-            await self.link.aclose()
-            self.group.close()
-            if self.pidfd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self.pidfd)
-                self.pidfd = None
-
-    async def exit_description(self) -> str:
-        """Why the worker ended, once its channel has closed."""
-        if self.link.broken and self.proc.returncode is None:
-            await self.kill()
-            return f"broke the channel ({self.link.gone}) and was killed"
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), 2)
-        except TimeoutError:
-            await self.kill()
-            return f"stopped answering ({self.link.gone})"
-        return describe_exit(code, wrapped=self.wrapped, limits=self.limits)
-
-
-def describe_exit(code: int, *, wrapped: bool, limits: dict[str, Any]) -> str:
-    if code < 0:
-        sig = -code
-    elif wrapped and 128 < code < 128 + 65:
-        sig = code - 128
-    else:
-        return f"exited (code {code})"
-    try:
-        name = signal.Signals(sig).name
-    except ValueError:
-        name = str(sig)
-    why = {
-        "SIGSEGV": "a crash in native code",
-        "SIGBUS": "a crash in native code",
-        "SIGILL": "a crash in native code",
-        "SIGFPE": "a crash in native code",
-        "SIGABRT": "aborted",
-        "SIGKILL": "killed, for example for running out of memory",
-        "SIGXCPU": f"its CPU-time limit of {limits.get('cpu_seconds', '?')} s ran out",
-        "SIGXFSZ": "its file-size limit was reached",
-    }.get(name)
-    return f"died (signal {name}{': ' + why if why else ''})"
-
-
-def crash_summary(log_text: str) -> str:
-    """The useful part of faulthandler's report: the fatal error and the cell's frames."""
-    lines: list[str] = []
-    for raw in log_text.splitlines():
-        line = raw.strip()
-        if line.startswith("Fatal Python error"):
-            lines = [line, "Stack (most recent call first):"]
-        elif (
-            lines
-            and line.startswith("File ")
-            and not any(name in line for name in ("worker.py", "runtime.py"))
-        ):
-            lines.append(f"  {line}")
-    return "\n".join(lines[:22]) if len(lines) > 2 else "\n".join(lines[:1])
-
-
-@dataclass
-class _Leftovers:
-    """What the finalizer must clean if close() never runs (kept apart from the sandbox)."""
-
-    groups: list[ProcessGroup] = field(default_factory=list)
-    base: Path | None = None
-
-    def clean(self) -> None:
-        for group in self.groups:
-            group.kill()
-        self.groups.clear()
-        if self.base is not None:
-            _rmtree(self.base)
-            self.base = None
-
-
-def _rmtree(path: Path) -> None:
-    def make_writable(func: Any, p: str, exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-            func(p)
-
-    shutil.rmtree(path, onerror=make_writable)
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-
-
-class WorkerSandbox:
-    """What every worker-process sandbox shares: cells, timeouts, crashes, restarts, close.
-
-    Subclasses implement :meth:`_spawn` (start a worker, wait for its hello) and
-    :attr:`isolation`.
-    """
-
-    #: How long an interrupted cell may take to stop before its worker is killed.
-    grace_seconds: float = 2.0
-
-    def __init__(self) -> None:
-        self._config: SandboxConfig | None = None
-        self._worker: WorkerProcess | None = None
-        self._lock = asyncio.Lock()
-        self._closed = False
-        self._leftovers = _Leftovers()
-        self._finalizer = weakref.finalize(self, self._leftovers.clean)
-
-    @property
-    def isolation(self) -> str:
-        raise NotImplementedError
-
-    async def _spawn(self) -> WorkerProcess:
-        raise NotImplementedError
-
-    async def start(self, config: SandboxConfig) -> None:
-        raise NotImplementedError
-
-    # -- cells ----------------------------------------------------------------------------
-    async def run(self, code: str, *, timeout: float) -> CellResult:
-        if self._config is None:
-            raise SandboxError("the sandbox was not started")
-        if self._closed:
-            raise SandboxError("the sandbox is closed")
-        async with self._lock:
-            notes: list[str] = []
-            restarted = False
-            worker = self._worker
-            if worker is None or worker.dead:
-                if worker is not None:
-                    why = await worker.exit_description()
-                    notes.append(
-                        f"The sandbox worker {why} after the previous cell; a fresh worker "
-                        "was started and all variables were lost."
-                    )
-                    restarted = True
-                worker = await self._replace_worker()
-            offset = worker.log_size()
-            future = worker.link.run(code)
-            try:
-                msg = await asyncio.wait_for(asyncio.shield(future), timeout)
-            except TimeoutError:
-                return await self._after_timeout(worker, future, timeout, offset, notes)
-            except WorkerGone:
-                return await self._after_crash(worker, offset, notes)
-            except asyncio.CancelledError:
-                await worker.interrupt()  # the abandoned cell stops; its result is dropped
-                worker.link.cancel_calls()
-                raise
-            result = _as_result(msg)
-            result.restarted = restarted
-            result.notes[:0] = notes
-            return result
-
-    async def _after_timeout(
-        self,
-        worker: WorkerProcess,
-        future: asyncio.Future[dict[str, Any]],
-        timeout: float,
-        offset: int,
-        notes: list[str],
-    ) -> CellResult:
-        await worker.interrupt()
-        worker.link.cancel_calls()  # no more spending on sub-calls of an interrupted cell
-        try:
-            msg = await asyncio.wait_for(asyncio.shield(future), self.grace_seconds)
-        except TimeoutError:
-            await self._replace_worker()
-            return CellResult(
-                "",
-                error=(
-                    f"cell timed out after {timeout:g}s and did not stop within "
-                    f"{self.grace_seconds:g}s of an interrupt; the sandbox worker was killed "
-                    "and a fresh one started: all variables were lost"
-                ),
-                timed_out=True,
-                restarted=True,
-                notes=notes,
-            )
-        except WorkerGone:
-            return await self._after_crash(worker, offset, notes)
-        result = _as_result(msg)
-        result.notes[:0] = notes
-        if msg.get("interrupted") or result.error:
-            result.timed_out = True
-            head = f"cell interrupted after {timeout:g}s (cell timeout); variables kept"
-            result.error = f"{head}\n{result.error}" if result.error else head
-        return result
-
-    async def _after_crash(
-        self, worker: WorkerProcess, offset: int, notes: list[str]
-    ) -> CellResult:
-        why = await worker.exit_description()
-        summary = crash_summary(worker.log_since(offset, limit=20_000))
-        await self._replace_worker()
-        error = (
-            f"the sandbox worker {why} while running this cell; a fresh worker was started "
-            "and all variables were lost"
-        )
-        if summary:
-            error += f"\n{summary}"
-        return CellResult("", error=error, restarted=True, notes=notes)
-
-    async def _replace_worker(self) -> WorkerProcess:
-        if self._closed:
-            raise SandboxError("the sandbox was closed")
-        old, self._worker = self._worker, None
-        if old is not None:
-            await old.kill()
-            self._forget(old)
-        worker = await self._spawn()
-        self._worker = worker
-        self._leftovers.groups.append(worker.group)
-        return worker
-
-    def _forget(self, worker: WorkerProcess) -> None:
-        with contextlib.suppress(ValueError):
-            self._leftovers.groups.remove(worker.group)
-
-    async def close(self) -> None:
-        """Kill the worker and remove the private directory. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        worker, self._worker = self._worker, None
-        try:
-            if worker is not None:
-                await worker.kill()
-                self._forget(worker)
-        finally:
-            self._leftovers.clean()
-            self._finalizer.detach()
-
-
-def _as_result(msg: dict[str, Any]) -> CellResult:
-    return CellResult(
-        output=str(msg.get("output") or ""),
-        error=msg.get("error"),
-        final=msg.get("final"),
-        duration_s=float(msg.get("duration_s") or 0.0),
-    )
 
 
 # -- choosing the isolation level ---------------------------------------------------------
@@ -471,7 +123,7 @@ class SubprocessSandbox(WorkerSandbox):
         try:
             path, fmt = await asyncio.to_thread(config.context.file)
             self._context = (path, fmt)
-            self._layout = _make_layout()
+            self._layout = make_layout()
             self._leftovers.base = self._layout.base
             self._worker = await self._start_first_working()
             self._leftovers.groups.append(self._worker.group)
@@ -609,8 +261,8 @@ class SubprocessSandbox(WorkerSandbox):
             hello, pid = await asyncio.wait_for(_read_hello(parent), self.start_timeout)
         except BaseException as exc:
             parent.close()
-            await _reap(proc, group, grace=2.0 if isinstance(exc, WorkerGone) else 0.0)
-            if isinstance(exc, WorkerGone | FrameError | TimeoutError):
+            await reap(proc, group, grace=2.0 if isinstance(exc, WorkerGone) else 0.0)
+            if isinstance(exc, WorkerGone | ProtocolError | TimeoutError):
                 raise self._start_error(proc, exc, time.perf_counter() - started) from None
             raise
         if hasattr(socket, "SO_PASSCRED"):
@@ -636,13 +288,11 @@ class SubprocessSandbox(WorkerSandbox):
         group = ProcessGroup(proc)
         assert proc.stdout is not None and proc.stdin is not None
         try:
-            hello = await asyncio.wait_for(read_frame(proc.stdout), self.start_timeout)
-            if hello is None:
-                raise WorkerGone("the worker closed its channel before saying hello")
+            hello = await asyncio.wait_for(read_hello(proc.stdout), self.start_timeout)
         except BaseException as exc:
             proc.stdin.close()
-            await _reap(proc, group, grace=2.0 if isinstance(exc, WorkerGone) else 0.0)
-            if isinstance(exc, WorkerGone | FrameError | TimeoutError):
+            await reap(proc, group, grace=2.0 if isinstance(exc, WorkerGone) else 0.0)
+            if isinstance(exc, WorkerGone | ProtocolError | TimeoutError):
                 raise self._start_error(proc, exc, time.perf_counter() - started) from None
             raise
         return self._hello(level, None, group, proc.stdout, proc.stdin, hello, proc.pid)
@@ -654,7 +304,7 @@ class SubprocessSandbox(WorkerSandbox):
         group: ProcessGroup,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        hello: dict[str, Any],
+        hello: Hello,
         pid: int,
     ) -> WorkerProcess:
         assert self._config is not None and self._layout is not None
@@ -663,13 +313,13 @@ class SubprocessSandbox(WorkerSandbox):
         if hasattr(os, "pidfd_open"):
             with contextlib.suppress(OSError):
                 pidfd = os.pidfd_open(pid)
-        limits = hello.get("limits") or {}
+        limits = hello.limits
         self._isolation = isolation.describe(
             level,
             run_as=run_as,
             no_process_limit=str(limits.get("processes_not_enforced") or ""),
         )
-        self.context_load_s = float(hello.get("context_s") or 0.0)
+        self.context_load_s = hello.context_s
         return WorkerProcess(
             group.proc, group, link, pid, wrapped=level != "process",
             log_path=self._layout.log, limits=limits, pidfd=pidfd,
@@ -679,7 +329,7 @@ class SubprocessSandbox(WorkerSandbox):
         self, proc: asyncio.subprocess.Process, exc: BaseException, elapsed: float
     ) -> Exception:
         assert self._layout is not None
-        tail = _tail(self._layout.log)
+        tail = log_tail(self._layout.log)
         if isinstance(exc, TimeoutError):
             return SandboxError(f"the sandbox worker did not start within {elapsed:.0f}s: {tail}")
         code = proc.returncode
@@ -706,18 +356,6 @@ def _name(candidate: Candidate) -> str:
     return f"{level} (as uid {run_as[0]})" if run_as else level
 
 
-def _make_layout() -> Layout:
-    base = Path(tempfile.mkdtemp(prefix="recursa-sandbox-"))
-    layout = Layout(base)
-    for d in (layout.home, layout.tmp, layout.lib, layout.root):
-        d.mkdir(mode=0o700)
-    os.chmod(layout.lib, 0o755)
-    for name in ("worker.py", "runtime.py"):
-        shutil.copyfile(_HERE / name, layout.lib / name)
-        os.chmod(layout.lib / name, 0o644)
-    return layout
-
-
 def _set_owner(layout: Layout, run_as: tuple[int, int] | None) -> None:
     """Give the private dir to the user the worker runs as (root hosts only)."""
     if not isolation.running_as_root():
@@ -728,7 +366,7 @@ def _set_owner(layout: Layout, run_as: tuple[int, int] | None) -> None:
         os.chown(d, uid, gid)
 
 
-async def _read_hello(sock: socket.socket) -> tuple[dict[str, Any], int | None]:
+async def _read_hello(sock: socket.socket) -> tuple[Hello, int | None]:
     """Read the hello frame with recvmsg, to get the sender's pid from SCM_CREDENTIALS
     (translated by the kernel into our pid namespace: the REPL process behind bwrap)."""
     loop = asyncio.get_running_loop()
@@ -752,9 +390,9 @@ async def _read_hello(sock: socket.socket) -> tuple[dict[str, Any], int | None]:
         data += chunk
         if need == HEADER_BYTES and len(data) == HEADER_BYTES:
             need += frame_length(data)
-    hello = decode(data[HEADER_BYTES:])
-    if hello.get("op") != "hello":
-        raise WorkerGone(f"the worker said {str(hello.get('op'))[:40]!r} instead of hello")
+    hello = decode_frame(data[HEADER_BYTES:])
+    if not isinstance(hello, Hello):
+        raise ProtocolError(f"the worker said {hello.op!r} instead of hello")
     return hello, pid
 
 
@@ -770,23 +408,3 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         await ready
     finally:
         loop.remove_reader(sock.fileno())
-
-
-async def _reap(proc: asyncio.subprocess.Process, group: ProcessGroup, grace: float = 0.0) -> None:
-    """Wait up to ``grace`` seconds for ``proc`` to exit by itself, then kill its group."""
-    try:
-        if grace > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), grace)
-        group.kill()
-        await proc.wait()
-    finally:
-        group.close()
-
-
-def _tail(path: Path, limit: int = 2000) -> str:
-    try:
-        data = path.read_bytes()[-limit:]
-    except OSError:
-        return ""
-    return data.decode("utf-8", "replace").strip()

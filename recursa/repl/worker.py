@@ -1,11 +1,14 @@
 """The sandbox worker: one REPL in its own process, talking to the host over a private channel.
 
 The host (:mod:`recursa.repl.subprocess` or :mod:`recursa.repl.docker`) copies this
-file and ``runtime.py`` into the sandbox's private directory and starts::
+file, ``runtime.py`` and ``protocol.py`` into the sandbox's private directory and starts::
 
     python -I -S -B worker.py CONFIG_JSON
 
-It uses the standard library only and imports nothing from recursa. Start-up, in order:
+It uses the standard library only and imports nothing from recursa: ``-I`` leaves this
+file's directory off ``sys.path``, so ``protocol.py`` is loaded from beside this file
+(as soon as it starts, before any namespace is entered) and ``runtime.py`` from the
+path in the config. Start-up, in order:
 
 1. ``unshare`` isolation level only: enter fresh user, mount, pid, network, ipc and
    uts namespaces, build a private root filesystem from the mount plan, pivot into
@@ -17,13 +20,9 @@ It uses the standard library only and imports nothing from recursa. Start-up, in
    decoded in place: the text never crosses the channel), then close it.
 4. say ``hello`` and serve ``run`` messages until the channel closes.
 
-Channel frames are a 4-byte big-endian length and a UTF-8 JSON object::
-
-    host -> worker   {"op": "run", "code": ...}
-                     {"op": "reply", "id": N, "ok": value} | {"op": "reply", "id": N, "error": msg}
-    worker -> host   {"op": "hello", "pid": ..., "context_s": ..., "limits": {...}}
-                     {"op": "call", "id": N, "name": ..., "payload": {...}}
-                     {"op": "result", "output", "error", "final", "duration_s", "interrupted"}
+Channel frames are those of :mod:`recursa.repl.protocol` (a 4-byte big-endian length
+and a UTF-8 JSON object): ``RunCell``, ``Reply`` and ``Close`` from the host;
+``Hello``, ``Call`` and ``CellDone`` from here.
 
 The host learns the REPL process's pid (as the host's pid namespace sees it) from
 the SCM_CREDENTIALS of the hello. A SIGINT from the host interrupts the running cell
@@ -42,21 +41,33 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-HEADER_BYTES = 4
 EXIT_SETUP_FAILED = 70  # the sandbox could not be built: a different isolation level may work
 EXIT_CONTEXT_FAILED = 71  # the context could not be loaded (too big for the memory limit?)
 
 
+def _load_beside(name: str, module_name: str) -> Any:
+    """``name``.py from this file's directory (not on ``sys.path`` under ``-I``)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING or __package__:  # imported as recursa.repl.worker
+    from . import protocol
+else:  # run as a script in the sandbox, protocol.py beside it
+    protocol = _load_beside("protocol", "recursa_protocol")
+
+
 # -- channel -------------------------------------------------------------------------------
-def encode(msg: dict[str, Any]) -> bytes:
-    data = json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "surrogatepass"
-    )
-    return len(data).to_bytes(HEADER_BYTES, "big") + data
-
-
 class Channel:
     """Frames over a pair of file descriptors (one socket, or stdin/stdout pipes).
 
@@ -72,9 +83,10 @@ class Channel:
         self._buffer = bytearray()
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
-    def send(self, msg: dict[str, Any]) -> None:
-        """Queue one message (raises TypeError/ValueError if it is not JSON)."""
-        self._outbox.put(encode(msg))  # SimpleQueue.put is one C call: not interruptible
+    def send(self, frame: protocol.Frame) -> None:
+        """Queue one frame (raises TypeError/ValueError if it is not JSON, ProtocolError
+        if it is too large)."""
+        self._outbox.put(protocol.encode_frame(frame))  # one C call: not interruptible
 
     def write_forever(self) -> None:
         while True:
@@ -88,15 +100,15 @@ class Channel:
             except OSError:
                 os._exit(0)  # the host is gone
 
-    def recv(self) -> dict[str, Any] | None:
-        header = self._read_exact(HEADER_BYTES)
+    def recv(self) -> protocol.Frame | None:
+        """The next frame; None when the channel ends. Raises ProtocolError."""
+        header = self._read_exact(protocol.HEADER_BYTES)
         if header is None:
             return None
-        body = self._read_exact(int.from_bytes(header, "big"))
+        body = self._read_exact(protocol.frame_length(header))
         if body is None:
             return None
-        msg = json.loads(body.decode("utf-8", "surrogatepass"))
-        return msg if isinstance(msg, dict) else None
+        return protocol.decode_frame(body)
 
     def _read_exact(self, n: int) -> bytes | None:
         while len(self._buffer) < n:
@@ -117,7 +129,7 @@ class _Slot:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.reply: dict[str, Any] | None = None
+        self.reply: protocol.Reply | None = None
 
 
 class Worker:
@@ -129,7 +141,7 @@ class Worker:
         self.channel = channel
         self.runtime = runtime
         self.repl: Any = None
-        self.inbox: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[protocol.RunCell | None] = queue.SimpleQueue()
         self.pending: dict[int, _Slot] = {}
         self.ids = itertools.count(1)
 
@@ -144,40 +156,46 @@ class Worker:
     def _read_forever(self) -> None:
         while True:
             try:
-                msg = self.channel.recv()
-            except ValueError:
-                msg = None
-            if msg is None:
+                frame = self.channel.recv()
+            except protocol.ProtocolError as exc:
+                sys.stderr.write(f"recursa worker: protocol error from the host: {exc}\n")
+                sys.stderr.flush()
+                os._exit(1)
+            if frame is None or isinstance(frame, protocol.Close):
                 os._exit(0)  # the host closed the channel (or died): never outlive it
-            op = msg.get("op")
-            if op == "reply":
-                slot = self.pending.get(msg.get("id", -1))
+            if isinstance(frame, protocol.Reply):
+                slot = self.pending.get(frame.id)
                 if slot is not None:
-                    slot.reply = msg
+                    slot.reply = frame
                     slot.event.set()
-            elif op == "run":
-                self.inbox.put(msg)
-            elif op == "close":
-                os._exit(0)
+            elif isinstance(frame, protocol.RunCell):
+                self.inbox.put(frame)
 
     # -- the REPL's only way out ---------------------------------------------------------
     def call_host(self, name: str, payload: dict[str, Any]) -> Any:
+        """Ask the host (it checks the request: one that does not decode gets an error)."""
         HostCallError = self.runtime.HostCallError
+        if not isinstance(name, str) or not isinstance(payload, dict):
+            raise HostCallError("a host call needs a str name and a dict payload")
         call_id = next(self.ids)
         slot = _Slot()
         self.pending[call_id] = slot
         try:
             try:
-                self.channel.send({"op": "call", "id": call_id, "name": name, "payload": payload})
-            except (TypeError, ValueError) as exc:
+                self.channel.send(protocol.Call(call_id, name, payload))
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise HostCallError(f"{name}: arguments must be JSON values ({exc})") from None
+            except protocol.ProtocolError as exc:
+                raise HostCallError(f"{name}: {exc}") from None
             slot.event.wait()
         finally:
             self.pending.pop(call_id, None)
-        reply = slot.reply or {}
-        if "error" in reply:
-            raise HostCallError(str(reply["error"]))
-        return reply.get("ok")
+        reply = slot.reply
+        if reply is None:
+            raise HostCallError(f"{name}: no reply from the host")
+        if reply.error is not None:
+            raise HostCallError(reply.error)
+        return reply.ok
 
     # -- cells ---------------------------------------------------------------------------
     def serve(self) -> None:
@@ -194,20 +212,31 @@ class Worker:
             try:
                 try:
                     signal.signal(signal.SIGINT, signal.default_int_handler)
-                    result = self.repl.run(str(msg.get("code", "")))
+                    result = self.repl.run(msg.code)
                 finally:
                     signal.signal(signal.SIGINT, _ignore)
             except KeyboardInterrupt:
                 pass
             if result is None:  # interrupted outside the runtime's own guard
                 result = {"output": "", "error": "KeyboardInterrupt", "final": None}
-            error = result.get("error") or ""
-            result["op"] = "result"
-            result["interrupted"] = error.rstrip().endswith("KeyboardInterrupt")
             try:
-                self.channel.send(result)
-            except (TypeError, ValueError) as exc:
-                self.channel.send({"op": "result", "output": "", "error": str(exc), "final": None})
+                self.channel.send(_cell_done(result))
+            except (TypeError, ValueError, RecursionError, protocol.ProtocolError) as exc:
+                self.channel.send(
+                    protocol.CellDone(error=f"the cell's result could not be sent: {exc}")
+                )
+
+
+def _cell_done(result: dict[str, Any]) -> protocol.CellDone:
+    """The frame of one cell's outcome (``Repl.run``'s dict), every field of its type."""
+    error, final = result.get("error"), result.get("final")
+    return protocol.CellDone(
+        output=str(result.get("output") or ""),
+        error=None if error is None else str(error),
+        final=None if final is None else str(final),
+        duration_s=float(result.get("duration_s") or 0.0),
+        interrupted=str(error or "").rstrip().endswith("KeyboardInterrupt"),
+    )
 
 
 def _ignore(signum: int, frame: Any) -> None:
@@ -683,9 +712,7 @@ def main(argv: list[str]) -> None:
     )
     del context
     worker.start_threads()
-    worker.channel.send(
-        {"op": "hello", "pid": os.getpid(), "context_s": context_s, "limits": limits}
-    )
+    worker.channel.send(protocol.Hello(os.getpid(), context_s, limits))
     worker.serve()
 
 

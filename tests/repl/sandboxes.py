@@ -1,4 +1,5 @@
-"""Building sandboxes by name for the tests, with a fake host behind their sub-calls."""
+"""Building sandboxes by name (from the registry) for the tests, with a fake host behind
+their sub-calls."""
 
 from __future__ import annotations
 
@@ -11,53 +12,62 @@ from typing import Any
 import pytest
 
 from recursa.context import Context, ContextInput
+from recursa.repl import make_sandbox, sandbox_factory, sandbox_names
 from recursa.repl.base import Sandbox, SandboxConfig, ToolSpec
-from recursa.repl.docker import DockerSandbox, docker_available
-from recursa.repl.inprocess import InProcessSandbox
-from recursa.repl.subprocess import SubprocessSandbox
+from recursa.repl.docker import docker_available
+from recursa.repl.protocol import (
+    BudgetQuery,
+    HostRequest,
+    LlmBatch,
+    LlmQuery,
+    ToolCall,
+    encode_request,
+)
 
-BACKENDS = ("inprocess", "subprocess", "docker")
+#: Every registered sandbox (the ``recursa.sandboxes`` entry points).
+BACKENDS = tuple(sandbox_names())
 
 
 class FakeHost:
-    """Answers REPL calls like a tiny model: llm_query echoes; "fail" prompts fail."""
+    """Answers REPL calls like a tiny model: llm_query echoes; "fail" prompts fail.
+
+    ``requests`` holds the typed requests; ``calls`` the same as (name, payload) pairs.
+    """
 
     def __init__(self) -> None:
+        self.requests: list[HostRequest] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    async def __call__(self, name: str, payload: dict[str, Any]) -> Any:
-        self.calls.append((name, payload))
-        if name == "llm_query":
-            await asyncio.sleep(0)
-            if payload["prompt"] == "fail":
+    async def __call__(self, request: HostRequest) -> Any:
+        self.requests.append(request)
+        self.calls.append(encode_request(request))
+        match request:
+            case LlmQuery(prompt="fail"):
+                await asyncio.sleep(0)
                 raise RuntimeError("the model refused")
-            return "echo:" + payload["prompt"]
-        if name == "llm_batch":
-            return [
-                {"error": "the model refused"} if p == "fail" else "echo:" + p
-                for p in payload["prompts"]
-            ]
-        if name == "tool" and payload["name"] == "add":
-            return sum(payload["args"])
-        if name == "budget":
-            return {"usd": 1.0, "calls": 10}
-        raise RuntimeError(f"unknown call {name}")
+            case LlmQuery(prompt=prompt):
+                await asyncio.sleep(0)
+                return "echo:" + prompt
+            case LlmBatch(prompts=prompts):
+                return [{"error": "the model refused"} if p == "fail" else "echo:" + p
+                        for p in prompts]  # fmt: skip
+            case ToolCall(tool="add", args=args):
+                return sum(args)
+            case BudgetQuery():
+                return {"usd": 1.0, "calls": 10}
+        raise RuntimeError(f"unknown call {request.name}")
 
 
 TOOLS = (ToolSpec("add", "(*numbers)", "Add numbers."),)
 
 
 def build(name: str, **options: Any) -> Sandbox:
-    """A sandbox by name, as ``recursa.repl.make_sandbox`` will build it."""
-    if name == "inprocess":
-        return InProcessSandbox()
-    if name == "subprocess":
-        return SubprocessSandbox(**options)
-    if name == "docker":
-        if not docker_available():
-            pytest.skip("no Docker daemon answers `docker info`")
-        return DockerSandbox(**options)
-    raise ValueError(name)
+    """A registered sandbox by name, built as ``recursa.repl.make_sandbox`` builds it
+    (``options`` go to its factory). Docker skips where no daemon answers."""
+    if name == "docker" and not docker_available():
+        pytest.skip("no Docker daemon answers `docker info`")
+    factory = sandbox_factory(name)
+    return make_sandbox(lambda: factory(**options))
 
 
 @contextlib.asynccontextmanager

@@ -17,12 +17,9 @@ from recursa.errors import ConfigError, SandboxError
 from recursa.repl import isolation
 from recursa.repl.base import SandboxConfig
 from recursa.repl.docker import DockerSandbox
-from recursa.repl.subprocess import (
-    Limits,
-    SubprocessSandbox,
-    crash_summary,
-    describe_exit,
-)
+from recursa.repl.process import Limits, crash_summary, describe_exit
+from recursa.repl.protocol import HostRequest, LlmQuery
+from recursa.repl.subprocess import SubprocessSandbox
 
 from .sandboxes import FakeHost, child_pids, started
 
@@ -159,14 +156,14 @@ class SlowHost(FakeHost):
         super().__init__()
         self.cancelled = 0
 
-    async def __call__(self, name: str, payload: dict[str, Any]) -> Any:
-        if name == "llm_query" and payload["prompt"] == "slow":
+    async def __call__(self, request: HostRequest) -> Any:
+        if isinstance(request, LlmQuery) and request.prompt == "slow":
             try:
                 await asyncio.sleep(30)
             except asyncio.CancelledError:
                 self.cancelled += 1
                 raise
-        return await super().__call__(name, payload)
+        return await super().__call__(request)
 
 
 async def test_a_timeout_cancels_the_sub_calls_in_flight() -> None:

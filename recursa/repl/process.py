@@ -1,0 +1,461 @@
+"""What every worker-process sandbox shares: the worker's files, its process, its cells.
+
+A worker-process backend (``subprocess``, ``docker``) starts ``worker.py`` somewhere
+(a namespaced process, a container), reads its hello and talks to it through a
+:class:`~recursa.repl.channel.WorkerLink`. Everything else is here:
+
+* :func:`make_layout`: the private directory, with the worker's code copied into
+  ``lib/`` (``worker.py``, ``runtime.py``, ``protocol.py``: stdlib only);
+* :class:`Limits`: the worker's resource limits;
+* :class:`ProcessGroup` and :class:`WorkerProcess`: the host's handle on one worker
+  (signals, kill and reap, its log, why it ended);
+* :class:`WorkerSandbox`: cells, timeouts, interrupts, crashes, restarts and close,
+  for a subclass that implements ``start``, ``_spawn`` and ``isolation``;
+* :func:`read_hello`, :func:`reap`, :func:`log_tail`: start-up helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SandboxError
+from .base import CellResult, SandboxConfig
+from .channel import WorkerGone, WorkerLink, read_frame
+from .isolation import Layout
+from .protocol import CellDone, Hello, ProtocolError
+
+__all__ = [
+    "EXIT_CONTEXT_FAILED",
+    "EXIT_SETUP_FAILED",
+    "WORKER_FILES",
+    "Leftovers",
+    "Limits",
+    "ProcessGroup",
+    "WorkerProcess",
+    "WorkerSandbox",
+    "cell_result",
+    "crash_summary",
+    "describe_exit",
+    "log_tail",
+    "make_layout",
+    "read_hello",
+    "reap",
+    "rmtree",
+]
+
+GiB = 1 << 30
+EXIT_SETUP_FAILED = 70  # worker.py: the sandbox could not be built
+EXIT_CONTEXT_FAILED = 71  # worker.py: the context could not be loaded
+#: The worker's code, copied into every sandbox's ``lib/`` (imports only the stdlib and
+#: each other: ``worker.py`` loads ``protocol.py`` beside it, ``runtime.py`` by path).
+WORKER_FILES = ("worker.py", "runtime.py", "protocol.py")
+_HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one worker (None: leave the inherited limit)."""
+
+    memory_bytes: int | None = 4 * GiB  # RLIMIT_AS: address space
+    cpu_seconds: int | None = 3600  # RLIMIT_CPU: the worker's whole life, all cells
+    processes: int | None = 64  # RLIMIT_NPROC: tasks (processes and threads)
+    file_size_bytes: int | None = 1 * GiB  # RLIMIT_FSIZE: largest file it may write
+    open_files: int | None = 256  # RLIMIT_NOFILE
+
+    def to_dict(self) -> dict[str, int | None]:
+        return dataclasses.asdict(self)
+
+
+# -- the private directory ----------------------------------------------------------------
+def make_layout() -> Layout:
+    """A fresh private directory (``tempfile.mkdtemp``) holding the worker's code in ``lib/``."""
+    base = Path(tempfile.mkdtemp(prefix="recursa-sandbox-"))
+    layout = Layout(base)
+    for d in (layout.home, layout.tmp, layout.lib, layout.root):
+        d.mkdir(mode=0o700)
+    os.chmod(layout.lib, 0o755)
+    for name in WORKER_FILES:
+        shutil.copyfile(_HERE / name, layout.lib / name)
+        os.chmod(layout.lib / name, 0o644)
+    return layout
+
+
+def rmtree(path: Path) -> None:
+    """Remove ``path`` even where the worker left parts of it read-only."""
+
+    def make_writable(func: Any, p: str, exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+            func(p)
+
+    shutil.rmtree(path, onerror=make_writable)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def log_tail(path: Path, limit: int = 2000) -> str:
+    """The end of a worker's log, for an error message."""
+    try:
+        data = path.read_bytes()[-limit:]
+    except OSError:
+        return ""
+    return data.decode("utf-8", "replace").strip()
+
+
+# -- processes ----------------------------------------------------------------------------
+class ProcessGroup:
+    """A process we started and the process group it leads (``start_new_session``).
+
+    It is killed without ever hitting a reused pid: the group is signalled only
+    while its leader is known to be alive (through a pidfd where the kernel has them;
+    the leader's pid, hence the group id, cannot be reused before it is reaped).
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.fd: int | None = None
+        if hasattr(os, "pidfd_open") and proc.returncode is None:
+            with contextlib.suppress(OSError):
+                self.fd = os.pidfd_open(proc.pid)
+
+    def leader_alive(self) -> bool:
+        if self.fd is not None:
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)  # readable once the leader exits
+            return not poller.poll(0)
+        return self.proc.returncode is None
+
+    def kill(self) -> None:
+        if not self.leader_alive():
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if hasattr(os, "killpg"):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.kill()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+async def reap(proc: asyncio.subprocess.Process, group: ProcessGroup, grace: float = 0.0) -> None:
+    """Wait up to ``grace`` seconds for ``proc`` to exit by itself, then kill its group."""
+    try:
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+        group.kill()
+        await proc.wait()
+    finally:
+        group.close()
+
+
+async def read_hello(
+    reader: asyncio.StreamReader,
+    *,
+    ended: str = "the worker closed its channel before saying hello",
+) -> Hello:
+    """The worker's first frame, which must be its :class:`Hello`. Raises
+    :class:`WorkerGone` (with ``ended``) if the stream ends first, :class:`ProtocolError`
+    for any other frame."""
+    frame = await read_frame(reader)
+    if frame is None:
+        raise WorkerGone(ended)
+    if not isinstance(frame, Hello):
+        raise ProtocolError(f"the worker said {frame.op!r} instead of hello")
+    return frame
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    """The host's handle on one running worker."""
+
+    proc: asyncio.subprocess.Process
+    group: ProcessGroup
+    link: WorkerLink
+    pid: int  # the REPL process as the host sees it: where SIGINT goes
+    wrapped: bool  # the direct child wraps the REPL: exit code 128+N means signal N
+    log_path: Path
+    limits: dict[str, Any] = field(default_factory=dict)
+    pidfd: int | None = None
+
+    @property
+    def dead(self) -> bool:
+        return self.link.gone is not None or self.proc.returncode is not None
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int, limit: int = 1500) -> str:
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(max(offset, self.log_size() - limit))
+                return fh.read(limit).decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, sig)
+            elif self.proc.returncode is None:
+                os.kill(self.pid, sig)
+
+    async def interrupt(self) -> None:
+        if sys.platform != "win32":
+            self.send_signal(signal.SIGINT)
+
+    async def kill(self) -> None:
+        """Kill the REPL and everything it started; reap; close the channel."""
+        if sys.platform != "win32":
+            self.send_signal(signal.SIGKILL)
+        self.group.kill()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        finally:
+            await self.link.aclose()
+            self.group.close()
+            if self.pidfd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self.pidfd)
+                self.pidfd = None
+
+    async def exit_description(self) -> str:
+        """Why the worker ended, once its channel has closed."""
+        if self.link.broken and self.proc.returncode is None:
+            await self.kill()
+            return f"broke the channel ({self.link.gone}) and was killed"
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), 2)
+        except TimeoutError:
+            await self.kill()
+            return f"stopped answering ({self.link.gone})"
+        return describe_exit(code, wrapped=self.wrapped, limits=self.limits)
+
+
+def describe_exit(code: int, *, wrapped: bool, limits: dict[str, Any]) -> str:
+    if code < 0:
+        sig = -code
+    elif wrapped and 128 < code < 128 + 65:
+        sig = code - 128
+    else:
+        return f"exited (code {code})"
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = str(sig)
+    why = {
+        "SIGSEGV": "a crash in native code",
+        "SIGBUS": "a crash in native code",
+        "SIGILL": "a crash in native code",
+        "SIGFPE": "a crash in native code",
+        "SIGABRT": "aborted",
+        "SIGKILL": "killed, for example for running out of memory",
+        "SIGXCPU": f"its CPU-time limit of {limits.get('cpu_seconds', '?')} s ran out",
+        "SIGXFSZ": "its file-size limit was reached",
+    }.get(name)
+    return f"died (signal {name}{': ' + why if why else ''})"
+
+
+def crash_summary(log_text: str) -> str:
+    """The useful part of faulthandler's report: the fatal error and the cell's frames."""
+    lines: list[str] = []
+    for raw in log_text.splitlines():
+        line = raw.strip()
+        if line.startswith("Fatal Python error"):
+            lines = [line, "Stack (most recent call first):"]
+        elif (
+            lines
+            and line.startswith("File ")
+            and not any(name in line for name in ("worker.py", "runtime.py"))
+        ):
+            lines.append(f"  {line}")
+    return "\n".join(lines[:22]) if len(lines) > 2 else "\n".join(lines[:1])
+
+
+def cell_result(done: CellDone) -> CellResult:
+    """The :class:`CellResult` of a worker's :class:`CellDone` (its fields already checked)."""
+    return CellResult(
+        output=done.output, error=done.error, final=done.final, duration_s=done.duration_s
+    )
+
+
+# -- the sandbox --------------------------------------------------------------------------
+@dataclass
+class Leftovers:
+    """What the finalizer must clean if close() never runs (kept apart from the sandbox)."""
+
+    groups: list[ProcessGroup] = field(default_factory=list)
+    base: Path | None = None
+
+    def clean(self) -> None:
+        for group in self.groups:
+            group.kill()
+        self.groups.clear()
+        if self.base is not None:
+            rmtree(self.base)
+            self.base = None
+
+
+class WorkerSandbox:
+    """What every worker-process sandbox shares: cells, timeouts, crashes, restarts, close.
+
+    Subclasses implement :meth:`start` (set ``_config``, make the layout and record its
+    base in ``_leftovers``, spawn the first worker into ``_worker``), :meth:`_spawn`
+    (start a worker, wait for its hello) and :attr:`isolation`.
+    """
+
+    #: How long an interrupted cell may take to stop before its worker is killed.
+    grace_seconds: float = 2.0
+
+    def __init__(self) -> None:
+        self._config: SandboxConfig | None = None
+        self._worker: WorkerProcess | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._leftovers = Leftovers()
+        self._finalizer = weakref.finalize(self, self._leftovers.clean)
+
+    @property
+    def isolation(self) -> str:
+        raise NotImplementedError
+
+    async def _spawn(self) -> WorkerProcess:
+        raise NotImplementedError
+
+    async def start(self, config: SandboxConfig) -> None:
+        raise NotImplementedError
+
+    # -- cells ----------------------------------------------------------------------------
+    async def run(self, code: str, *, timeout: float) -> CellResult:
+        if self._config is None:
+            raise SandboxError("the sandbox was not started")
+        if self._closed:
+            raise SandboxError("the sandbox is closed")
+        async with self._lock:
+            notes: list[str] = []
+            restarted = False
+            worker = self._worker
+            if worker is None or worker.dead:
+                if worker is not None:
+                    why = await worker.exit_description()
+                    notes.append(
+                        f"The sandbox worker {why} after the previous cell; a fresh worker "
+                        "was started and all variables were lost."
+                    )
+                    restarted = True
+                worker = await self._replace_worker()
+            offset = worker.log_size()
+            future = worker.link.run(code)
+            try:
+                done = await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                return await self._after_timeout(worker, future, timeout, offset, notes)
+            except WorkerGone:
+                return await self._after_crash(worker, offset, notes)
+            except asyncio.CancelledError:
+                await worker.interrupt()  # the abandoned cell stops; its result is dropped
+                worker.link.cancel_calls()
+                raise
+            result = cell_result(done)
+            result.restarted = restarted
+            result.notes[:0] = notes
+            return result
+
+    async def _after_timeout(
+        self,
+        worker: WorkerProcess,
+        future: asyncio.Future[CellDone],
+        timeout: float,
+        offset: int,
+        notes: list[str],
+    ) -> CellResult:
+        await worker.interrupt()
+        worker.link.cancel_calls()  # no more spending on sub-calls of an interrupted cell
+        try:
+            done = await asyncio.wait_for(asyncio.shield(future), self.grace_seconds)
+        except TimeoutError:
+            await self._replace_worker()
+            return CellResult(
+                "",
+                error=(
+                    f"cell timed out after {timeout:g}s and did not stop within "
+                    f"{self.grace_seconds:g}s of an interrupt; the sandbox worker was killed "
+                    "and a fresh one started: all variables were lost"
+                ),
+                timed_out=True,
+                restarted=True,
+                notes=notes,
+            )
+        except WorkerGone:
+            return await self._after_crash(worker, offset, notes)
+        result = cell_result(done)
+        result.notes[:0] = notes
+        if done.interrupted or result.error:
+            result.timed_out = True
+            head = f"cell interrupted after {timeout:g}s (cell timeout); variables kept"
+            result.error = f"{head}\n{result.error}" if result.error else head
+        return result
+
+    async def _after_crash(
+        self, worker: WorkerProcess, offset: int, notes: list[str]
+    ) -> CellResult:
+        why = await worker.exit_description()
+        summary = crash_summary(worker.log_since(offset, limit=20_000))
+        await self._replace_worker()
+        error = (
+            f"the sandbox worker {why} while running this cell; a fresh worker was started "
+            "and all variables were lost"
+        )
+        if summary:
+            error += f"\n{summary}"
+        return CellResult("", error=error, restarted=True, notes=notes)
+
+    async def _replace_worker(self) -> WorkerProcess:
+        if self._closed:
+            raise SandboxError("the sandbox was closed")
+        old, self._worker = self._worker, None
+        if old is not None:
+            await old.kill()
+            self._forget(old)
+        worker = await self._spawn()
+        self._worker = worker
+        self._leftovers.groups.append(worker.group)
+        return worker
+
+    def _forget(self, worker: WorkerProcess) -> None:
+        with contextlib.suppress(ValueError):
+            self._leftovers.groups.remove(worker.group)
+
+    async def close(self) -> None:
+        """Kill the worker and remove the private directory. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        worker, self._worker = self._worker, None
+        try:
+            if worker is not None:
+                await worker.kill()
+                self._forget(worker)
+        finally:
+            self._leftovers.clean()
+            self._finalizer.detach()
