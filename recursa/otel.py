@@ -28,7 +28,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError, RecursaError
-from .trace import Event, Trace, TraceNode, load
+from .events import (
+    Cell,
+    ModelCall,
+    NodeEnd,
+    NodeStart,
+    RunEnd,
+    RunStart,
+    Subcall,
+    TracedMessage,
+    parse_event,
+)
+from .trace import Trace, TraceNode, load
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -135,8 +146,8 @@ def trace_to_spans(
         def on_end(self, span: ReadableSpan) -> None:
             collected.append(span)
 
-    run_start = trace.run_start or {}
-    version = str(run_start.get("version") or "")
+    run_start = RunStart.from_dict(trace.run_start)
+    version = (run_start.version if run_start else None) or ""
     resource_attrs: dict[str, str] = {"service.name": service_name}
     if version:
         resource_attrs["service.version"] = version
@@ -159,21 +170,13 @@ def _ns(seconds: float) -> int:
     return round(seconds * 1e9)
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _split_model(model: Any) -> tuple[str | None, str | None]:
-    if not isinstance(model, str) or not model:
+def _split_model(model: str | None) -> tuple[str | None, str | None]:
+    if not model:
         return None, None
     provider, sep, name = model.partition("/")
     if not sep:
         return None, model
     return _PROVIDERS.get(provider, provider), name
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _error_type(message: str) -> str:
@@ -196,22 +199,53 @@ def _clean(attrs: Mapping[str, Any]) -> Attributes:
     return out
 
 
-def _messages(messages: Any) -> str | None:
-    if not isinstance(messages, list):
-        return None
-    out = [
-        {"role": m.get("role"), "parts": [{"type": "text", "content": m.get("content")}]}
-        for m in messages
-        if isinstance(m, dict)
-    ]
+def _messages(messages: Sequence[TracedMessage]) -> str:
+    out = [{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in messages]
     return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def _answer(text: Any) -> str | None:
-    if not isinstance(text, str):
+def _answer(text: str | None) -> str | None:
+    if text is None:
         return None
     message = {"role": "assistant", "parts": [{"type": "text", "content": text}]}
     return json.dumps([message], ensure_ascii=False)
+
+
+def _times(event: ModelCall | Cell) -> tuple[float, float] | None:
+    end, start, duration = event.t, event.t0, event.duration_s
+    if start is None and end is not None:
+        start = end - (duration or 0.0)
+    if start is None:
+        return None
+    if duration is not None:
+        end = start + duration
+    if end is None or end < start:
+        end = start
+    return start, end
+
+
+@dataclass
+class _Node:
+    """A node's events, parsed."""
+
+    start: NodeStart | None
+    end: NodeEnd | None
+    events: list[ModelCall | Cell | Subcall]
+
+    @classmethod
+    def of(cls, node: TraceNode) -> _Node:
+        events: list[ModelCall | Cell | Subcall] = []
+        for raw in node.events:
+            event = parse_event(raw)
+            if isinstance(event, ModelCall | Cell | Subcall):
+                events.append(event)
+        return cls(NodeStart.from_dict(node.start), NodeEnd.from_dict(node.end), events)
+
+    def times(self) -> list[float]:
+        """Every time its events were written."""
+        found = [e.t for e in self.events]
+        found += [e.t for e in (self.start, self.end) if e is not None]
+        return [t for t in found if t is not None]
 
 
 class _Converter:
@@ -224,60 +258,46 @@ class _Converter:
         self.content = include_content
         self.otel_trace = otel_trace
         self.empty_context = otel_context.Context()
-        self.run_id = (trace.run_start or {}).get("run_id")
-        self.subcalls: dict[Any, Event] = {
-            e.get("call_id"): e
-            for e in trace.events
-            if e.get("type") == "subcall" and e.get("call_id") is not None
+        self.run_start = RunStart.from_dict(trace.run_start)
+        self.run_end = RunEnd.from_dict(trace.run_end)
+        self.run_id = (self.run_start.run_id if self.run_start else None) or None
+        self.nodes = {node_id: _Node.of(node) for node_id, node in trace.nodes.items()}
+        self.subcalls: dict[str, Subcall] = {
+            e.call_id: e
+            for n in self.nodes.values()
+            for e in n.events
+            if isinstance(e, Subcall) and e.call_id
         }
 
     def _subtree_end(self, node: TraceNode) -> float | None:
-        ends = [
-            t
-            for n in node.walk()
-            for e in (*n.events, *(x for x in (n.start, n.end) if x is not None))
-            if (t := _num(e.get("t"))) is not None
-        ]
+        ends = [t for n in node.walk() for t in self.nodes[n.node_id].times()]
         return max(ends) if ends else None
 
-    def _times(self, event: Event) -> tuple[float, float] | None:
-        end = _num(event.get("t"))
-        start = _num(event.get("t0"))
-        duration = _num(event.get("duration_s"))
-        if start is None and end is not None:
-            start = end - (duration or 0.0)
-        if start is None:
-            return None
-        if duration is not None:
-            end = start + duration
-        if end is None or end < start:
-            end = start
-        return start, end
+    def start_key(self, node: TraceNode) -> float:
+        start = self.nodes[node.node_id].start
+        return start.t if start is not None and start.t is not None else float("inf")
 
-    def _status(self, span: Span, error: Any) -> None:
+    def _status(self, span: Span, error: str | None) -> None:
         if error:
             from opentelemetry.trace import Status, StatusCode
 
-            message = str(error)
-            span.set_status(Status(StatusCode.ERROR, message[:1000]))
-            span.set_attribute("error.type", _error_type(message))
+            span.set_status(Status(StatusCode.ERROR, error[:1000]))
+            span.set_attribute("error.type", _error_type(error))
 
     def node(self, node: TraceNode, parent: Span | None) -> None:
-        start_event = node.start or {}
-        end_event = node.end or {}
-        t_start = _num(start_event.get("t"))
+        parsed = self.nodes[node.node_id]
+        start, end = parsed.start, parsed.end
+        t_start = start.t if start is not None else None
         if t_start is None:
-            times = [t for e in node.events if (t := _num(e.get("t0") or e.get("t"))) is not None]
+            times = [t for e in parsed.events if (t := e.t0 or e.t) is not None]
             t_start = min(times) if times else None
         if t_start is None:
             return
-        t_end = _num(end_event.get("t")) or self._subtree_end(node) or t_start
-        model = start_event.get("model")
+        t_end = (end.t if end is not None else None) or self._subtree_end(node) or t_start
+        model = (start.model if start is not None else None) or None
         provider, model_name = _split_model(model)
-        usage = _dict(end_event.get("usage"))
+        usage = end.usage if end is not None else None
         is_root = node is self.trace.root
-        run_start = (self.trace.run_start or {}) if is_root else {}
-        run_end = (self.trace.run_end or {}) if is_root else {}
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": "recursa",
@@ -288,32 +308,41 @@ class _Converter:
             "recursa.run_id": self.run_id,
             "recursa.node_id": node.node_id,
             "recursa.parent_node_id": node.parent_id,
-            "recursa.parent_call_id": start_event.get("parent_call_id"),
+            "recursa.parent_call_id": start.parent_call_id if start is not None else None,
             "recursa.depth": node.depth,
             "recursa.model": model,
-            "recursa.iterations": end_event.get("iterations"),
-            "recursa.stopped": end_event.get("stopped"),
+            "recursa.iterations": end.iterations if end is not None else None,
+            "recursa.stopped": end.stopped if end is not None else None,
             "recursa.unfinished": node.end is None or None,
-            "recursa.cost_usd": usage.get("cost_usd"),
-            "recursa.usage.input_tokens": usage.get("input_tokens"),
-            "recursa.usage.output_tokens": usage.get("output_tokens"),
-            "recursa.usage.cached_tokens": usage.get("cached_tokens"),
-            "recursa.usage.calls": usage.get("calls"),
         }
-        context = start_event.get("context")
-        if isinstance(context, dict):
-            for key in ("type", "chars", "items"):
-                attrs[f"recursa.context.{key}"] = context.get(key)
+        if usage is not None:
+            attrs |= {
+                "recursa.cost_usd": usage.cost_usd,
+                "recursa.usage.input_tokens": usage.input_tokens,
+                "recursa.usage.output_tokens": usage.output_tokens,
+                "recursa.usage.cached_tokens": usage.cached_tokens,
+                "recursa.usage.calls": usage.calls,
+            }
+        context = start.context if start is not None else None
+        if context is not None:
+            attrs["recursa.context.type"] = context.type
+            attrs["recursa.context.chars"] = context.chars
+            attrs["recursa.context.items"] = context.items
         if is_root:
-            for key in ("max_depth", "max_iterations", "sandbox", "sub_model"):
-                attrs[f"recursa.{key}"] = run_start.get(key)
-            attrs["recursa.isolation"] = run_end.get("isolation")
-            attrs["recursa.depth_reached"] = run_end.get("depth_reached")
-            if run_end.get("cost_usd") is not None:
-                attrs["recursa.cost_usd"] = run_end.get("cost_usd")
+            run_start, run_end = self.run_start, self.run_end
+            if run_start is not None:
+                attrs["recursa.max_depth"] = run_start.max_depth
+                attrs["recursa.max_iterations"] = run_start.max_iterations
+                attrs["recursa.sandbox"] = run_start.sandbox or None
+                attrs["recursa.sub_model"] = run_start.sub_model or None
+            if run_end is not None:
+                attrs["recursa.isolation"] = run_end.isolation or None
+                attrs["recursa.depth_reached"] = run_end.depth_reached
+                if run_end.cost_usd is not None:
+                    attrs["recursa.cost_usd"] = run_end.cost_usd
         if self.content:
-            attrs["recursa.query"] = start_event.get("query")
-            attrs["recursa.answer"] = end_event.get("answer")
+            attrs["recursa.query"] = start.query if start is not None else None
+            attrs["recursa.answer"] = end.answer if end is not None else None
         parent_ctx = (
             self.otel_trace.set_span_in_context(parent)
             if parent is not None
@@ -326,52 +355,51 @@ class _Converter:
             attributes=_clean(attrs),
             start_time=_ns(t_start),
         )
-        self._status(span, end_event.get("error"))
-        for event in node.events:
-            if event.get("type") == "model_call":
+        self._status(span, end.error if end is not None else None)
+        for event in parsed.events:
+            if isinstance(event, ModelCall):
                 self.model_call(event, node, span)
-            elif event.get("type") == "cell":
+            elif isinstance(event, Cell):
                 self.cell(event, node, span)
-        for child in sorted(node.children, key=_start_key):
+        for child in sorted(node.children, key=self.start_key):
             self.node(child, span)
         span.end(end_time=_ns(max(t_end, t_start)))
 
-    def model_call(self, event: Event, node: TraceNode, parent: Span) -> None:
-        times = self._times(event)
+    def model_call(self, event: ModelCall, node: TraceNode, parent: Span) -> None:
+        times = _times(event)
         if times is None:
             return
-        model = event.get("model")
+        model = event.model or None
         provider, model_name = _split_model(model)
-        usage = _dict(event.get("usage"))
+        usage = event.usage
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": provider,
             "gen_ai.request.model": model_name,
             "gen_ai.conversation.id": self.run_id,
-            "gen_ai.usage.input_tokens": usage.get("input_tokens"),
-            "gen_ai.usage.output_tokens": usage.get("output_tokens"),
-            "gen_ai.usage.cache_read.input_tokens": usage.get("cached_tokens") or None,
-            "recursa.cost_usd": usage.get("cost_usd"),
-            "recursa.depth": event.get("depth", node.depth),
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": usage.output_tokens,
+            "gen_ai.usage.cache_read.input_tokens": usage.cached_tokens or None,
+            "recursa.cost_usd": usage.cost_usd,
+            "recursa.depth": event.depth,
             "recursa.node_id": node.node_id,
-            "recursa.call_id": event.get("call_id"),
-            "recursa.purpose": event.get("purpose"),
-            "recursa.iteration": event.get("iteration"),
+            "recursa.call_id": event.call_id or None,
+            "recursa.purpose": event.purpose or None,
+            "recursa.iteration": event.iteration,
             "recursa.model": model,
-            "recursa.cached": event.get("cached"),
+            "recursa.cached": event.cached or None,
         }
         if self.content:
-            if event.get("purpose") == "sub":
-                sub = self.subcalls.get(event.get("call_id"), {})
-                prompt = sub.get("prompt")
-                if isinstance(prompt, str):
-                    attrs["gen_ai.input.messages"] = _messages(
-                        [{"role": "user", "content": prompt}]
-                    )
-                attrs["gen_ai.output.messages"] = _answer(sub.get("answer"))
+            if event.purpose == "sub":
+                sub = self.subcalls.get(event.call_id)
+                if sub is not None:
+                    prompt = [TracedMessage("user", sub.prompt)]
+                    attrs["gen_ai.input.messages"] = _messages(prompt)
+                    attrs["gen_ai.output.messages"] = _answer(sub.answer)
             else:
-                attrs["gen_ai.input.messages"] = _messages(event.get("messages"))
-                attrs["gen_ai.output.messages"] = _answer(event.get("response"))
+                if event.messages is not None:
+                    attrs["gen_ai.input.messages"] = _messages(event.messages)
+                attrs["gen_ai.output.messages"] = _answer(event.response)
         span = self.tracer.start_span(
             f"chat {model_name or 'model'}",
             context=self.otel_trace.set_span_in_context(parent),
@@ -379,29 +407,29 @@ class _Converter:
             attributes=_clean(attrs),
             start_time=_ns(times[0]),
         )
-        self._status(span, event.get("error"))
+        self._status(span, event.error)
         span.end(end_time=_ns(times[1]))
 
-    def cell(self, event: Event, node: TraceNode, parent: Span) -> None:
-        times = self._times(event)
+    def cell(self, event: Cell, node: TraceNode, parent: Span) -> None:
+        times = _times(event)
         if times is None:
             return
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": "repl",
             "gen_ai.tool.type": "function",
-            "gen_ai.tool.call.id": f"{node.node_id}.{event.get('iteration')}.{event.get('index')}",
+            "gen_ai.tool.call.id": f"{node.node_id}.{event.iteration}.{event.index}",
             "recursa.depth": node.depth,
             "recursa.node_id": node.node_id,
-            "recursa.iteration": event.get("iteration"),
-            "recursa.cell.index": event.get("index"),
-            "recursa.cell.final": event.get("final") is not None,
-            "recursa.cell.timed_out": event.get("timed_out"),
-            "recursa.cell.restarted": event.get("restarted"),
+            "recursa.iteration": event.iteration,
+            "recursa.cell.index": event.index,
+            "recursa.cell.final": event.final,
+            "recursa.cell.timed_out": event.timed_out or None,
+            "recursa.cell.restarted": event.restarted or None,
         }
         if self.content:
-            attrs["gen_ai.tool.call.arguments"] = event.get("code")
-            attrs["gen_ai.tool.call.result"] = event.get("output")
+            attrs["gen_ai.tool.call.arguments"] = event.code
+            attrs["gen_ai.tool.call.result"] = event.output
         span = self.tracer.start_span(
             "execute_tool repl",
             context=self.otel_trace.set_span_in_context(parent),
@@ -409,11 +437,6 @@ class _Converter:
             attributes=_clean(attrs),
             start_time=_ns(times[0]),
         )
-        timed_out = "TimeoutError: the cell timed out" if event.get("timed_out") else None
-        self._status(span, event.get("error") or timed_out)
+        timed_out = "TimeoutError: the cell timed out" if event.timed_out else None
+        self._status(span, event.error or timed_out)
         span.end(end_time=_ns(times[1]))
-
-
-def _start_key(node: TraceNode) -> float:
-    t = _num((node.start or {}).get("t"))
-    return t if t is not None else float("inf")

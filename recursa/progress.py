@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from .events import ModelCall, NodeEnd, NodeStart, TraceEvent, parse_event
 from .trace import Event, Sink
 
 
@@ -46,27 +46,31 @@ class ProgressSink:
 
     def __call__(self, event: Event) -> None:
         s = self.state
-        kind = event["type"]
-        node = event["node_id"]
-        if kind == "call_start":
+        if event.get("type") == "call_start":  # a live notice, not a trace event
             s.in_flight += 1
-        elif kind == "node_start":
-            s.nodes[node] = (event["depth"], 0)
-        elif kind == "node_end":
-            s.nodes.pop(node, None)
-        elif kind == "model_call":
-            s.in_flight = max(0, s.in_flight - 1)
-            usage: dict[str, Any] = event.get("usage") or {}
-            s.calls += usage.get("calls", 0)
-            s.tokens += usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
-            cost = usage.get("cost_usd")
-            s.cost = None if cost is None or s.cost is None else s.cost + cost
-            if event.get("purpose") == "turn" and node in s.nodes and not event.get("error"):
-                s.nodes[node] = (s.nodes[node][0], event.get("iteration") or 0)
-                if self._live is None:
-                    self.console.print(self._line(node), highlight=False)
+        else:
+            self._event(parse_event(event))
         if self._live is not None:
             self._live.update(self._table())
+
+    def _event(self, event: TraceEvent | None) -> None:
+        s = self.state
+        if isinstance(event, NodeStart):
+            s.nodes[event.node_id] = (event.depth, 0)
+        elif isinstance(event, NodeEnd):
+            s.nodes.pop(event.node_id, None)
+        elif isinstance(event, ModelCall):
+            s.in_flight = max(0, s.in_flight - 1)
+            usage = event.usage
+            s.calls += usage.calls
+            s.tokens += usage.input_tokens + usage.output_tokens
+            cost = usage.cost_usd
+            s.cost = None if cost is None or s.cost is None else s.cost + cost
+            node = event.node_id
+            if event.purpose == "turn" and node in s.nodes and not event.error:
+                s.nodes[node] = (s.nodes[node][0], event.iteration or 0)
+                if self._live is None:
+                    self.console.print(self._line(node), highlight=False)
 
     def _summary(self) -> str:
         s = self.state

@@ -1,14 +1,20 @@
 """Trajectory events, written as JSONL while the run goes.
 
-Each event is one JSON object per line with ``"v": 1``, ``type``, ``t`` (unix
-seconds), ``run_id``, ``node_id``, ``parent_id`` and ``depth``. Events are
-flushed as they happen, so an interrupted run leaves a readable trace. Size is
-linear in what happened: a turn records only the messages it added, never the
-whole history; prompt-like strings longer than ``max_chars`` (they hold context
-chunks) are cut with their full length kept beside them (``<field>_chars``);
-what the models wrote (``response``, ``answer``) is kept whole; null optional
-fields are left out. The schema is
-in docs/trace.md.
+The events themselves are typed values (:mod:`recursa.events`: one dataclass per
+event type); :class:`Tracer` turns each into a dict (:func:`~recursa.events.encode`)
+and hands it to its sinks. Each written event is one JSON object per line with
+``"v": 1``, ``type``, ``t`` (unix seconds), ``node_id``, ``parent_id`` and
+``depth`` (and ``run_id`` on ``run_start``/``run_end``). Events are flushed as they
+happen, so an interrupted run leaves a readable trace. Size is linear in what
+happened: a turn records only the messages it added, never the whole history;
+prompt-like strings longer than ``max_chars`` (they hold context chunks) are cut
+with their full length kept beside them (``<field>_chars``); what the models wrote
+(``response``, ``answer``) is kept whole; null and false optional fields are left
+out. The schema is in docs/trace.md.
+
+Reading: :func:`load` rebuilds the tree of a trace file (its events as dicts),
+:func:`read_events` returns the dicts of its lines, :func:`read_typed_events` the
+typed events, and :func:`~recursa.events.parse_event` turns one dict into its event.
 """
 
 from __future__ import annotations
@@ -18,16 +24,68 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
-EventType = Literal[
-    "run_start", "node_start", "model_call", "cell", "subcall", "node_end", "run_end"
+from .events import (
+    EVENT_CLASSES,
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    Cell,
+    ContextShape,
+    EventType,
+    ModelCall,
+    ModelInfo,
+    NodeEnd,
+    NodeStart,
+    RunEnd,
+    RunStart,
+    Subcall,
+    TracedMessage,
+    TraceEvent,
+    decode,
+    encode,
+    is_event,
+    parse_event,
+)
+
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "EVENT_CLASSES",
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
+    "TRUNCATION_MARK",
+    "Cell",
+    "ContextShape",
+    "Event",
+    "EventType",
+    "JsonlSink",
+    "ModelCall",
+    "ModelInfo",
+    "NodeEnd",
+    "NodeStart",
+    "RunEnd",
+    "RunStart",
+    "Sink",
+    "Subcall",
+    "Trace",
+    "TraceEvent",
+    "TraceNode",
+    "TracedMessage",
+    "Tracer",
+    "clip_event",
+    "decode",
+    "encode",
+    "is_event",
+    "load",
+    "parse_event",
+    "read_events",
+    "read_typed_events",
 ]
-EVENT_TYPES: frozenset[str] = frozenset(EventType.__args__)  # type: ignore[attr-defined]
-SCHEMA_VERSION = 1
+
 DEFAULT_MAX_CHARS = 200
 TRUNCATION_MARK = "…[truncated]"
 
+#: An event as sinks receive it and readers parse it: a JSON object.
 Event = dict[str, Any]
 #: What models wrote is never cut (it is small, and replay needs it whole).
 UNCLIPPED_FIELDS = frozenset({"response", "answer"})
@@ -105,27 +163,11 @@ class Tracer:
         self._ids[prefix] = n + 1
         return f"{prefix}{n}"
 
-    def emit(
-        self,
-        type: EventType,
-        node_id: str,
-        parent_id: str | None,
-        depth: int,
-        **fields: Any,
-    ) -> None:
-        event: Event = {
-            "v": SCHEMA_VERSION,
-            "type": type,
-            "t": time.time(),
-            "node_id": node_id,
-            "parent_id": parent_id,
-            "depth": depth,
-        }
-        if type in ("run_start", "run_end"):
-            event["run_id"] = self.run_id
-        event.update(fields)
+    def emit(self, event: TraceEvent) -> None:
+        """Hand ``event`` to every sink, as the dict :func:`~recursa.events.encode` makes."""
+        data = encode(event)
         for sink in self.sinks:
-            sink(event)
+            sink(data)
 
     def notify(self, type: str, node_id: str, **fields: Any) -> None:
         """An ephemeral notice (e.g. ``call_start``) for live sinks only; never written."""
@@ -189,11 +231,19 @@ def read_events(path: str | Path) -> tuple[list[Event], list[str]]:
             except json.JSONDecodeError as exc:
                 warnings.append(f"line {lineno}: not JSON ({exc.msg})")
                 continue
-            if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+            if not is_event(event):
                 warnings.append(f"line {lineno}: not a recursa trace event")
                 continue
             events.append(event)
     return events, warnings
+
+
+def read_typed_events(path: str | Path) -> tuple[list[TraceEvent], list[str]]:
+    """:func:`read_events`, each event parsed into its dataclass (see
+    :func:`~recursa.events.parse_event`)."""
+    events, warnings = read_events(path)
+    typed = [e for e in map(parse_event, events) if e is not None]
+    return typed, warnings
 
 
 def load(path: str | Path) -> Trace:

@@ -9,8 +9,8 @@ import pytest
 
 from recursa import RLM
 from recursa.models.scripted import ScriptedModel
+from recursa.testing import router
 from recursa.trace import load
-from tests.helpers import router
 
 REPLIES = {
     "Query: outer": [
@@ -99,3 +99,105 @@ def test_an_interrupted_run_leaves_a_readable_trace(tmp_path: Path) -> None:
     trace = load(path)
     assert trace.run_start is not None and trace.warnings == []
     assert trace.run_end is not None and trace.run_end["stopped"] == "error"
+
+
+# -- typed events ------------------------------------------------------------------
+
+
+def test_emit_sends_one_encoded_dict_to_every_sink(tmp_path: Path) -> None:
+    from recursa.trace import JsonlSink, Subcall, Tracer, encode, read_typed_events
+
+    live: list[dict[str, object]] = []
+    path = tmp_path / "t.jsonl"
+    tracer = Tracer("r1", [JsonlSink(path, max_chars=10), live.append])
+    event = Subcall(
+        node_id="n0", parent_id=None, depth=0, call_id="c1", kind="llm", iteration=1,
+        prompt="x" * 50, answer="y" * 50, model="scripted/s", t0=1.0, duration_s=0.5, images=0,
+    )  # fmt: skip
+    tracer.emit(event)
+    tracer.close()
+    assert live == [encode(event)] and live[0]["batch_id"] is None  # the live form keeps nulls
+    (line,) = [json.loads(text) for text in path.read_text().splitlines()]
+    assert "batch_id" not in line and line["images"] == 0  # 0 is written, null is not
+    assert line["prompt"] == "x" * 10 + "…[truncated]" and line["prompt_chars"] == 50
+    assert line["answer"] == "y" * 50  # what models wrote is kept whole
+    (back,), warnings = read_typed_events(path)
+    assert warnings == [] and isinstance(back, Subcall)
+    assert back.truncated == {"prompt": 50} and back.answer == event.answer
+    assert (back.call_id, back.images, back.batch_id, back.t0) == ("c1", 0, None, 1.0)
+
+
+def test_parsing_tolerates_old_partial_and_odd_events() -> None:
+    from recursa.events import Cell, ModelCall, NodeStart, RunEnd, RunStart, parse_event
+
+    assert parse_event(["not", "an", "event"]) is None
+    assert parse_event({"type": "weird"}) is None
+    cell = parse_event({"v": 1, "type": "cell", "t": None, "final": "the answer", "new": 1})
+    assert isinstance(cell, Cell)  # a missing field reads as its default, an unknown one is ignored
+    assert (cell.node_id, cell.t, cell.code, cell.error, cell.timed_out) == (
+        "",
+        None,
+        "",
+        None,
+        False,
+    )
+    assert cell.final  # older traces wrote the answer in ``final``
+    call = parse_event({"type": "model_call", "depth": "2", "usage": {"input_tokens": 5}})
+    assert isinstance(call, ModelCall) and call.depth == 0 and call.messages is None
+    assert (call.usage.input_tokens, call.usage.calls, call.usage.cost_usd) == (5, 0, None)
+    start = RunStart.from_dict({"type": "run_start", "run_id": "r", "budget": {"usd": 1}})
+    assert start is not None and start.version is None and start.models == {}
+    assert start.budget is not None and (start.budget.usd, start.budget.calls) == (1, None)
+    assert RunStart.from_dict({"type": "node_start"}) is None
+    assert isinstance(NodeStart.from_dict({"type": "node_start"}), NodeStart)
+    end = RunEnd.from_dict(
+        {"type": "run_end", "stopped": "budget",
+         "usage": {"calls": 3, "by_depth": {"0": {"calls": 1}, "1": {"calls": 2}},
+                   "by_model": {"a/b": {"calls": 3, "cost_usd": 0.5}}}}
+    )  # fmt: skip
+    assert end is not None and end.stopped == "budget" and end.error is None
+    assert {d: u.calls for d, u in end.usage.by_depth.items()} == {0: 1, 1: 2}
+    assert end.usage.by_model["a/b"].cost_usd == 0.5
+
+
+def test_a_real_trace_reads_back_typed(tmp_path: Path) -> None:
+    from recursa import __version__
+    from recursa.trace import ModelCall, NodeStart, RunEnd, RunStart, Subcall, read_typed_events
+
+    path, result, _ = run(tmp_path)
+    events, warnings = read_typed_events(path)
+    assert warnings == []
+    start, end = events[0], events[-1]
+    assert isinstance(start, RunStart) and isinstance(end, RunEnd)
+    assert start.version == __version__ and start.run_id == end.run_id == result.run_id  # type: ignore[attr-defined]
+    assert start.context is not None and start.context.chars == 108_000
+    assert set(start.models) == {"scripted/scripted"}
+    assert end.usage.calls == result.usage.calls and end.usage.by_depth[2].calls == 4  # type: ignore[attr-defined]
+    children = [e for e in events if isinstance(e, NodeStart) and e.parent_call_id]
+    rlm_calls = {e.call_id: e for e in events if isinstance(e, Subcall) and e.kind == "rlm"}
+    assert {c.parent_call_id for c in children} == set(rlm_calls)
+    assert all(rlm_calls[c.parent_call_id or ""].child_node_id == c.node_id for c in children)
+    turns = [e for e in events if isinstance(e, ModelCall) and e.purpose == "turn"]
+    assert turns[0].messages and turns[0].messages[0].role == "system"
+    assert turns[0].messages[0].content_chars is not None  # the system prompt was cut
+
+
+def test_progress_reads_the_events_it_is_sent(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from recursa.progress import ProgressSink
+
+    out = io.StringIO()
+    sink = ProgressSink(Console(file=out, force_terminal=False, width=200))
+    model = ScriptedModel(router(REPLIES, sub=lambda p: "note about " + p[:20]))
+    context = "lorem ipsum dolor sit amet " * 4000
+    result = RLM(model, sandbox="inprocess", max_depth=2).completion("outer", context, sinks=[sink])
+    sink.close()
+    assert sink.state.calls == result.usage.calls and sink.state.in_flight == 0
+    assert sink.state.nodes == {}  # every node that started has ended
+    lines = out.getvalue().splitlines()
+    assert "recursa: n0 depth 0 iteration 1 · calls 1" in lines[0]
+    assert any(" n1 depth 1 iteration 2 " in line for line in lines)
+    assert lines[-1].startswith(f"recursa: done · calls {result.usage.calls} (0 in flight)")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..trace import EVENT_TYPES
+from ..events import RunEnd, RunStart, is_event
 
 __all__ = ["TraceServer", "make_server", "read_chunk", "run_summary"]
 
@@ -77,7 +77,7 @@ def _parse_line(raw: bytes, lineno: int) -> tuple[dict[str, Any] | None, str | N
         event = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         return None, f"line {lineno}: not JSON ({exc.msg})"
-    if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+    if not is_event(event):
         return None, f"line {lineno}: not a recursa trace event"
     return event, None
 
@@ -141,37 +141,34 @@ def _last_run_end(path: Path, size: int) -> dict[str, Any] | None:
     return None
 
 
-def _short(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
+def _short(value: str) -> str:
     return value if len(value) <= _SUMMARY_CHARS else value[:_SUMMARY_CHARS] + "…"
 
 
 def run_summary(path: Path) -> dict[str, Any]:
     """What the run picker shows about one trace, read from its first and last lines."""
     stat = path.stat()
-    start = _first_event(path)
-    end = _last_run_end(path, stat.st_size)
-    start = start if start is not None and start.get("type") == "run_start" else None
+    start = RunStart.from_dict(_first_event(path))
+    end = RunEnd.from_dict(_last_run_end(path, stat.st_size))
     if end is None:
         status = "unfinished" if start is not None else "unreadable"
-    elif end.get("error"):
+    elif end.error:
         status = "error"
-    elif end.get("stopped"):
-        status = f"stopped: {end['stopped']}"
+    elif end.stopped:
+        status = f"stopped: {end.stopped}"
     else:
         status = "done"
     return {
         "name": path.name,
         "size": stat.st_size,
         "mtime": stat.st_mtime,
-        "run_id": (start or end or {}).get("run_id"),
-        "query": _short((start or {}).get("query")),
-        "model": (start or {}).get("model"),
-        "answer": _short((end or {}).get("answer")),
-        "cost_usd": (end or {}).get("cost_usd"),
+        "run_id": (start.run_id if start else None) or (end.run_id if end else None) or None,
+        "query": _short(start.query) if start and start.query else None,
+        "model": (start.model or None) if start else None,
+        "answer": _short(end.answer) if end else None,
+        "cost_usd": end.cost_usd if end else None,
         "status": status,
-        "t": (start or {}).get("t"),
+        "t": start.t if start else None,
     }
 
 

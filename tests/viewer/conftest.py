@@ -1,5 +1,9 @@
 """Hand-written traces for the viewer and exporter tests, built from docs/trace.md.
 
+Each event is checked against the schema as it is made (``recursa.events``: a key
+that no event dataclass has is an error) and written as the tracer writes it:
+``run_id`` on ``run_start``/``run_end`` only, null and false optional fields left out.
+
 ``write_depth2_trace`` writes a small but realistic run: the root ``n0`` takes
 two iterations; in the second one a cell spawns a child RLM ``n1`` (whose cell
 makes an ``llm_query`` sub-call charged at depth 2) and runs an ``llm_batch`` of
@@ -17,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from recursa.events import encode, parse_event
+from recursa.trace import REQUIRED_FIELDS
 from recursa.viewer import TraceServer, make_server
 
 T0 = 1_767_225_600.0  # 2026-01-01, so the tests never depend on the clock
@@ -34,6 +40,7 @@ def _usage(model: str, inp: int, out: int, cached: int = 0) -> dict[str, Any]:
         "input_tokens": inp,
         "output_tokens": out,
         "cached_tokens": cached,
+        "calls": 1,
         "cost_usd": round(inp * price_in + out * price_out, 8),
     }
 
@@ -62,12 +69,22 @@ class TraceBuilder:
             "v": 1,
             "type": type,
             "t": round(t, 6),
-            "run_id": self.run_id,
             "node_id": node_id,
             "parent_id": parent_id,
             "depth": depth,
         }
+        if type in ("run_start", "run_end"):
+            event["run_id"] = self.run_id
         event.update(fields)
+        event = {
+            k: v
+            for k, v in event.items()
+            if k in REQUIRED_FIELDS or (v is not None and v is not False)
+        }
+        parsed = parse_event(event)
+        assert parsed is not None, event
+        unknown = set(event) - set(encode(parsed))
+        assert not unknown, f"{type}: not in the schema: {sorted(unknown)}"
         self.events.append(event)
         return event
 
@@ -275,7 +292,7 @@ def build_depth2_trace() -> TraceBuilder:
            answer=CHILD_OUT, model=SUB_MODEL, t0=cc_t0 + 0.05, duration_s=1.61, error=None,
            child_node_id=None)  # fmt: skip
     b.emit("cell", cc_t0 + 1.7, child, root, 1, iteration=1, index=0, code=CHILD_CELL,
-           output=CHILD_OUT, error=None, t0=cc_t0, duration_s=1.7, final=CHILD_OUT,
+           output=CHILD_OUT, error=None, t0=cc_t0, duration_s=1.7, final=True,
            timed_out=False, restarted=False)  # fmt: skip
     child_end = cc_t0 + 1.72
     b.emit("node_end", child_end, child, root, 1, answer=CHILD_OUT, iterations=1, stopped=None,
@@ -306,7 +323,7 @@ def build_depth2_trace() -> TraceBuilder:
                child_node_id=None)  # fmt: skip
     cell_b_end = cell_b_t0 + 1.9
     b.emit("cell", cell_b_end, root, None, 0, iteration=2, index=1, code=CELL2B, output="",
-           error=None, t0=cell_b_t0, duration_s=1.9, final=ROOT_ANSWER, timed_out=False,
+           error=None, t0=cell_b_t0, duration_s=1.9, final=True, timed_out=False,
            restarted=False)  # fmt: skip
     end = cell_b_end + 0.01
     usage = b.usage_of()
@@ -378,7 +395,7 @@ def write_big_trace(path: Path, n_events: int = 10_000) -> Path:
                 b.emit("cell", ct + 0.8, child, root, 1, iteration=ci, index=0,
                        code="ans = llm_batch(prompts)\nprint(sum('Yes' in a for a in ans))",
                        output="3", error=None, t0=ct, duration_s=0.8,
-                       final="3 clauses" if ci == 2 else None, timed_out=False,
+                       final=ci == 2, timed_out=False,
                        restarted=False)  # fmt: skip
                 ct += 0.8
             b.emit("node_end", ct, child, root, 1, answer="3 clauses", iterations=2,
