@@ -1,19 +1,34 @@
-"""Every exception recursa raises.
+"""Every exception recursa raises on purpose, in one tree.
 
 RecursaError                 root of everything recursa raises on purpose
-├── ConfigError              misuse: bad argument, unknown provider, bad input file
+│  misuse: the caller asked for something recursa cannot do
+├── ConfigError              bad argument, unknown provider, bad input file
 │   └── ContextError         the context cannot be used (missing, empty, binary, ...)
+│  run failures: a run (or a model call) could not complete
 ├── ModelError               a model request failed after retries
 │   ├── AuthenticationError  401/403, or no API key at all
 │   ├── ModelNotFoundError   the provider does not know the model (404)
-│   └── ContextWindowError   the prompt does not fit the model's window
-├── BudgetExceeded           a Budget ran out; no new call may start
-└── SandboxError             the sandbox could not run code (start failure, dead worker)
-    └── WorkerCrashed        the worker process died during a cell
+│   ├── ContextWindowError   the prompt does not fit the model's window
+│   └── ReplayMismatch       (recursa.recording) a replayed run diverged from its recording
+├── SandboxError             the sandbox could not start or run code (start failure,
+│                            dead worker)
+└── BudgetExceeded           a Budget ran out; no new call may start
 
-FinalAnswer(BaseException)   control flow inside the REPL: FINAL(...) was called.
-                             A BaseException so `except Exception:` in model code
-                             cannot swallow it.
+Control flow lives apart from this tree and never reaches the caller as such:
+
+- ``FINAL()``/``FINAL_VAR()`` raise ``_Final`` inside the REPL
+  (:mod:`recursa.repl.runtime`, standard library only): a BaseException, so
+  ``except Exception:`` in model-written code cannot swallow it.
+- :class:`BudgetExceeded` doubles as the engine's stop signal: a ledger raises it
+  when a new call may not start, and the engine ends the run with a result whose
+  ``stopped`` says why, rather than letting it escape.
+- ``ProtocolError`` (:mod:`recursa.repl.protocol`, standard library only) is a
+  frame from the worker that does not decode. It is not a RecursaError: it never
+  escapes the host, which reports the bad frame and survives.
+
+Other internal exceptions (``TransientError``, retried by the model layer;
+``ToolError`` and ``AnswerInvalid``, shown to the model) are translated before
+they reach the caller.
 """
 
 from __future__ import annotations
@@ -62,15 +77,3 @@ class BudgetExceeded(RecursaError):
 
 class SandboxError(RecursaError):
     """The sandbox could not start or run code."""
-
-
-class WorkerCrashed(SandboxError):
-    """The sandbox worker process died while running a cell."""
-
-
-class FinalAnswer(BaseException):
-    """Raised inside the REPL by FINAL()/FINAL_VAR() to end the cell and the run."""
-
-    def __init__(self, value: str):
-        super().__init__(value)
-        self.value = value

@@ -27,7 +27,6 @@ def test_all_is_pinned() -> None:
             "SandboxError",
             "Usage",
             "UsageReport",
-            "WorkerCrashed",
             "__version__",
             "acompletion",
             "completion",

@@ -9,7 +9,7 @@ import pytest
 
 from recursa import RLM, Budget, ConfigError
 from recursa.models.scripted import ScriptedModel
-from tests.helpers import router
+from recursa.testing import router
 
 CONTEXT = "alpha beta gamma\n" * 200 + "The secret code is 7391.\n" + "delta\n" * 200
 

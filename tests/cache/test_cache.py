@@ -27,9 +27,8 @@ from recursa.models.cache import (
 )
 from recursa.models.openai import OpenAIModel
 from recursa.models.registry import ModelOptions
-from recursa.testing import HTTPFailure, ScriptedServer
+from recursa.testing import HTTPFailure, ScriptedServer, http_router
 from tests.cache._worker import write_and_read
-from tests.helpers import http_router
 
 SANDBOX = "inprocess"
 TURNS = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recursa.testing import HTTPFailure, ScriptedServer
-from tests.helpers import http_router, run_cli
+from recursa.testing import HTTPFailure, ScriptedServer, http_router
+from tests.helpers import run_cli
 
 BIG = 2_000_000  # characters: far more than a pipe buffer holds
 

@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from recursa import RLM, Budget
-from recursa.testing import ScriptedServer
-from tests.helpers import http_router, is_root_turn, run_cli, turn_index
+from recursa.testing import ScriptedServer, http_router, is_root_turn, turn_index
+from tests.helpers import run_cli
 
 SANDBOXES = ["subprocess", "inprocess"]
 SECRET = "host-only-value-5521"

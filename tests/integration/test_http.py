@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from recursa import RLM, Budget
-from recursa.testing import HTTPFailure, ScriptedServer
-from tests.helpers import http_router, is_root_turn, run_cli
+from recursa.testing import HTTPFailure, ScriptedServer, http_router, is_root_turn
+from tests.helpers import run_cli
 
 SANDBOX = "subprocess"  # the default: the real isolated worker
 

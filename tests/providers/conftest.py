@@ -5,20 +5,20 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.providers.servers import ProviderServer
+from recursa.testing import ScriptedHTTPServer
 
-S = TypeVar("S", bound=ProviderServer)
+S = TypeVar("S", bound=ScriptedHTTPServer)
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Any]]:
     """``serve(ServerClass, reply, **kw)`` starts a server that is closed after the test."""
-    servers: list[ProviderServer] = []
+    servers: list[ScriptedHTTPServer] = []
 
     def start(cls: type[S], reply: Any, **kw: Any) -> S:
         server = cls(reply, **kw)
         servers.append(server)
-        return server
+        return server.start()
 
     yield start
     for server in servers:

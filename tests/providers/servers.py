@@ -1,19 +1,22 @@
 """Small real HTTP servers that speak each provider's own protocol, on 127.0.0.1.
 
-The provider backends are tested through their real SDKs and real HTTP
-against these, the way ``recursa.testing.ScriptedServer`` stands in for an
-OpenAI-compatible server:
+The provider backends are tested through their real SDKs and real HTTP against
+these. All are :class:`recursa.testing.ScriptedHTTPServer` subclasses, so a reply
+function receives each :class:`~recursa.testing.Received` request and returns the
+reply text or a :class:`~recursa.testing.Reply` (text plus usage overrides), or
+raises :class:`~recursa.testing.HTTPFailure` to answer with an error status:
 
 - :class:`AnthropicServer`: ``POST /v1/messages``, with a prompt-cache simulation
   that honours ``cache_control`` breakpoints the way Anthropic documents them.
 - :class:`GeminiServer`: ``POST /v1beta/models/{model}:generateContent`` (or ``/v1/``).
-- :class:`AzureServer`: ``POST /openai/deployments/{d}/chat/completions?api-version=...``.
-- :class:`OpenAIServer`: ``POST /v1/chat/completions``; :class:`OpenRouterServer`: the
-  same under ``/api/v1``, reporting ``usage.cost``.
+- :class:`OpenAIServer`: :class:`recursa.testing.ScriptedServer` (``POST
+  /v1/chat/completions``) with a key required; :class:`OpenRouterServer`: the same
+  under ``/api/v1``, reporting ``usage.cost``; :class:`AzureServer`: ``POST
+  /openai/deployments/{d}/chat/completions?api-version=...``.
 
-A reply function receives each :class:`Received` request and returns the reply
-text or a :class:`Reply` (text plus usage overrides), or raises
-:class:`~recursa.testing.HTTPFailure` to answer with an error status.
+Every one requires the key ``test-key`` unless given another, and its ``url`` is
+the server's origin (``http://127.0.0.1:PORT``): a test appends the API's path.
+Start one with the ``serve`` fixture (tests/providers/conftest.py), which closes it.
 """
 
 from __future__ import annotations
@@ -21,36 +24,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from recursa.models.base import RetryPolicy
 from recursa.models.registry import ModelOptions
-from recursa.testing import HTTPFailure
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    usage: dict[str, int] = field(default_factory=dict)  # provider-native usage fields
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    body: dict[str, Any]
-
-
-ReplyFunction = Callable[[Received], "str | Reply"]
-
+from recursa.testing import (
+    HTTPFailure,
+    Received,
+    ReplyFunction,
+    ScriptedHTTPServer,
+    ScriptedServer,
+)
 
 # Client side: retries as in production, without the waiting.
 FAST_RETRY = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.01)
@@ -63,96 +47,6 @@ def options(url: str, **kw: Any) -> ModelOptions:
 
 def tokens(text: str) -> int:
     return max(1, len(text) // 4)
-
-
-class ProviderServer:
-    """A threaded local server; subclasses implement :meth:`answer` and :meth:`error`."""
-
-    def __init__(self, reply: ReplyFunction, *, api_key: str = "test-key") -> None:
-        self.reply = reply
-        self.api_key = api_key
-        self.requests: list[Received] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> ProviderServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def bodies(self) -> list[dict[str, Any]]:
-        return [r.body for r in self.requests]
-
-    # -- what a subclass defines ------------------------------------------------
-    def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
-        raise NotImplementedError
-
-    def error(self, status: int, message: str) -> dict[str, Any]:
-        raise NotImplementedError
-
-    # -- plumbing ---------------------------------------------------------------
-    def _serve(self, request: Received) -> tuple[int, dict[str, Any]]:
-        with self._lock:
-            self.requests.append(request)
-        try:
-            return self.answer(request)
-        except HTTPFailure as failure:
-            return failure.status, self.error(failure.status, failure.message)
-
-    def _call_reply(self, request: Received) -> Reply:
-        out = self.reply(request)
-        return out if isinstance(out, Reply) else Reply(out)
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                raw = self.rfile.read(length)
-                split = urlsplit(self.path)
-                request = Received(
-                    path=split.path,
-                    query={k: v[-1] for k, v in parse_qs(split.query).items()},
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=json.loads(raw) if raw else {},
-                )
-                status, payload = server._serve(request)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
 
 
 # -- Anthropic -------------------------------------------------------------------
@@ -168,7 +62,7 @@ ANTHROPIC_ERROR_TYPES = {
 }
 
 
-class AnthropicServer(ProviderServer):
+class AnthropicServer(ScriptedHTTPServer):
     """The Messages API. Usage comes from a prompt-cache simulation: a breakpoint
     (``cache_control``) writes the prefix up to it; a later request reads the
     longest cached prefix found at or up to 20 blocks before any of its breakpoints."""
@@ -197,7 +91,7 @@ class AnthropicServer(ProviderServer):
         for message in body["messages"]:
             if message["role"] not in ("user", "assistant"):
                 raise HTTPFailure(400, f"messages: Unexpected role {message['role']!r}")
-        reply = self._call_reply(request)
+        reply = self.play(request)
         usage = {**self._cache_usage(body), "output_tokens": tokens(reply.text), **reply.usage}
         with self._lock:
             self.usages.append(usage)
@@ -266,8 +160,11 @@ GOOGLE_STATUS = {
 GENERATE = re.compile(r"^/v1(?:beta)?/models/(?P<model>[^/:]+):generateContent$")
 
 
-class GeminiServer(ProviderServer):
+class GeminiServer(ScriptedHTTPServer):
     """The Gemini API's ``generateContent``; a bad key gets Gemini's 400 API_KEY_INVALID."""
+
+    def __init__(self, reply: ReplyFunction, *, api_key: str = "test-key") -> None:
+        super().__init__(reply, api_key=api_key)
 
     def error(self, status: int, message: str) -> dict[str, Any]:
         return {
@@ -297,7 +194,7 @@ class GeminiServer(ProviderServer):
         for content in body.get("contents", []):
             if content.get("role") not in ("user", "model"):
                 raise HTTPFailure(400, f"Please use a valid role: {content.get('role')}")
-        reply = self._call_reply(request)
+        reply = self.play(request)
         texts = [p.get("text", "") for c in body["contents"] for p in c["parts"]]
         system = body.get("systemInstruction") or {}
         texts += [p.get("text", "") for p in system.get("parts", [])]
@@ -324,40 +221,41 @@ class GeminiServer(ProviderServer):
         }
 
 
-# -- OpenAI chat completions (Azure, OpenRouter, plain) ------------------------------
-class _ChatServer(ProviderServer):
-    def error(self, status: int, message: str) -> dict[str, Any]:
-        return {"error": {"message": message, "type": "fake", "code": str(status)}}
+# -- OpenAI chat completions (plain, OpenRouter, Azure) ---------------------------------
+class OpenAIServer(ScriptedServer):
+    """:class:`~recursa.testing.ScriptedServer` as these tests use it: the bearer key
+    required, ``url`` the origin (the client is given ``url + prefix``)."""
 
-    def completion(self, request: Received, model: str) -> dict[str, Any]:
-        reply = self._call_reply(request)
-        prompt = tokens("".join(str(m.get("content", "")) for m in request.body["messages"]))
-        usage: dict[str, Any] = {
-            "prompt_tokens": prompt,
-            "completion_tokens": tokens(reply.text),
-            "total_tokens": prompt + tokens(reply.text),
-            **reply.usage,
-        }
-        return {
-            "id": f"chatcmpl-{len(self.requests)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply.text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": usage,
-        }
+    auth_failure = "No auth credentials found"
+
+    def __init__(
+        self,
+        reply: ReplyFunction,
+        *,
+        api_key: str = "test-key",
+        cost: float | None = None,
+        prefix: str = "/v1",
+    ) -> None:
+        super().__init__(reply, api_key=api_key, cost=cost, prefix=prefix)
+
+    @property
+    def url(self) -> str:
+        return self.origin
+
+
+class OpenRouterServer(OpenAIServer):
+    """OpenRouter: the API under ``/api/v1``; every reply reports its charge."""
+
+    def __init__(
+        self, reply: ReplyFunction, *, api_key: str = "test-key", cost: float | None = 0.00042
+    ) -> None:
+        super().__init__(reply, api_key=api_key, cost=cost, prefix="/api/v1")
 
 
 AZURE_CHAT = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
 
 
-class AzureServer(_ChatServer):
+class AzureServer(OpenAIServer):
     """Azure OpenAI: the deployment in the path, ``api-version`` required, ``api-key`` header."""
 
     def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
@@ -370,38 +268,4 @@ class AzureServer(_ChatServer):
             raise HTTPFailure(
                 401, "Access denied due to invalid subscription key or wrong API endpoint."
             )
-        return 200, self.completion(request, "gpt-4o-mini-2024-07-18")
-
-
-class OpenAIServer(_ChatServer):
-    """Plain OpenAI chat completions under ``prefix``, bearer key; ``cost`` (if set) is
-    reported as ``usage.cost``, the way OpenRouter and some proxies do."""
-
-    prefix = "/v1"
-
-    def __init__(
-        self, reply: ReplyFunction, *, api_key: str = "test-key", cost: float | None = None
-    ) -> None:
-        super().__init__(reply, api_key=api_key)
-        self.cost = cost
-
-    def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
-        if request.path != f"{self.prefix}/chat/completions":
-            raise HTTPFailure(404, f"no route {request.path}")
-        if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            raise HTTPFailure(401, "No auth credentials found")
-        payload = self.completion(request, request.body["model"])
-        if self.cost is not None:
-            payload["usage"]["cost"] = self.cost
-        return 200, payload
-
-
-class OpenRouterServer(OpenAIServer):
-    """OpenRouter: the API under ``/api/v1``; every reply reports its charge."""
-
-    prefix = "/api/v1"
-
-    def __init__(
-        self, reply: ReplyFunction, *, api_key: str = "test-key", cost: float | None = 0.00042
-    ) -> None:
-        super().__init__(reply, api_key=api_key, cost=cost)
+        return 200, self.completion(request, self.play(request), model="gpt-4o-mini-2024-07-18")

@@ -16,9 +16,9 @@ from recursa.errors import (
 )
 from recursa.models.anthropic import AnthropicModel, create, to_anthropic
 from recursa.models.base import Message
-from recursa.testing import HTTPFailure
+from recursa.testing import HTTPFailure, Received, Reply
 from tests.helpers import requires
-from tests.providers.servers import AnthropicServer, Received, Reply, options
+from tests.providers.servers import AnthropicServer, options
 
 # Newer SDKs warn that claude-sonnet-4-5 is nearing retirement; the name is only a fixture here.
 pytestmark = [

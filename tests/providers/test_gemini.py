@@ -10,9 +10,9 @@ import pytest
 from recursa.errors import AuthenticationError, ConfigError, ModelError, ModelNotFoundError
 from recursa.models.base import Message
 from recursa.models.gemini import GeminiModel, _retry_delay, create, to_gemini
-from recursa.testing import HTTPFailure
+from recursa.testing import HTTPFailure, Received, Reply
 from tests.helpers import requires
-from tests.providers.servers import GeminiServer, Received, Reply, options
+from tests.providers.servers import GeminiServer, options
 
 pytestmark = requires("google.genai")
 

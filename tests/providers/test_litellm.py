@@ -13,9 +13,9 @@ import pytest
 from recursa.errors import AuthenticationError, ConfigError, ModelError, ModelNotFoundError
 from recursa.models import litellm as backend
 from recursa.models.litellm import LiteLLMModel
-from recursa.testing import HTTPFailure
+from recursa.testing import HTTPFailure, Received
 from tests.helpers import requires
-from tests.providers.servers import OpenAIServer, Received, options
+from tests.providers.servers import OpenAIServer, options
 
 pytestmark = [
     requires("litellm"),

@@ -14,9 +14,9 @@ from recursa.models.anthropic import AnthropicModel
 from recursa.models.gemini import GeminiModel
 from recursa.models.openai import OpenAIModel
 from recursa.models.registry import ModelOptions
-from recursa.testing import ScriptedServer
+from recursa.testing import Received, ScriptedServer
 from tests.helpers import requires
-from tests.providers.servers import AnthropicServer, GeminiServer, Received, options
+from tests.providers.servers import AnthropicServer, GeminiServer, options
 
 pytestmark = [
     requires("anthropic", "google.genai"),

@@ -12,14 +12,8 @@ from recursa.models import azure, openrouter
 from recursa.models.azure import AzureOpenAIModel
 from recursa.models.openrouter import OpenRouterModel
 from recursa.models.registry import ModelOptions
-from recursa.testing import HTTPFailure
-from tests.providers.servers import (
-    FAST_RETRY,
-    AzureServer,
-    OpenRouterServer,
-    Received,
-    options,
-)
+from recursa.testing import HTTPFailure, Received
+from tests.providers.servers import FAST_RETRY, AzureServer, OpenRouterServer, options
 
 HI: list[Any] = [{"role": "user", "content": "hi"}]
 

@@ -28,8 +28,7 @@ from recursa.serve import (
     rlm_factory,
     tighter,
 )
-from recursa.testing import HTTPFailure, ScriptedServer
-from tests.helpers import http_router, is_root_turn
+from recursa.testing import HTTPFailure, ScriptedServer, http_router, is_root_turn
 
 SANDBOX = "inprocess"
 KEY = "sk-test-123"

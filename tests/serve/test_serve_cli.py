@@ -9,8 +9,7 @@ import sys
 
 import openai
 
-from recursa.testing import ScriptedServer
-from tests.helpers import http_router
+from recursa.testing import ScriptedServer, http_router
 
 
 def test_cli_serve_answers_and_stops_on_interrupt(clean_env: dict[str, str]) -> None:
