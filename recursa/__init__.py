@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ._version import __version__
 from .budget import Budget, Ledger, Usage, UsageReport
 from .context import Context
 from .errors import (
@@ -26,12 +27,9 @@ from .errors import (
     ModelNotFoundError,
     RecursaError,
     SandboxError,
-    WorkerCrashed,
 )
 from .models.base import Completion, Message, Model
 from .rlm import RLM, Result
-
-__version__ = "0.1.0"
 
 __all__ = [
     "RLM",
@@ -53,7 +51,6 @@ __all__ = [
     "SandboxError",
     "Usage",
     "UsageReport",
-    "WorkerCrashed",
     "__version__",
     "acompletion",
     "completion",

@@ -69,13 +69,14 @@ class UsageReport(Usage):
         return d
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Budget:
     """Limits for one completion, enforced across the whole recursion tree.
 
     Any field left as ``None`` is unlimited. ``tokens`` counts input plus output
     tokens; ``calls`` counts model requests; ``seconds`` is wall time since the
-    run started.
+    run started. Keyword-only, so ``Budget(usd=..., calls=...)`` reads the same here
+    and in the REPL, whose ``Budget`` has the same fields in the same order.
     """
 
     usd: float | None = None

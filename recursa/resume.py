@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .models.base import Completion, Message, Model, ModelWrapper
-from .replay import Recording, ReplayMismatch
+from .models.source import ModelSource
+from .recording import Recording, ReplayMismatch
 
 
 class ResumingModel(ModelWrapper):
@@ -64,3 +65,33 @@ class ResumingModel(ModelWrapper):
 def load_recording(trace: str | Path) -> Recording:
     """The stopped run's recording, matched leniently (printed output may differ)."""
     return Recording.load(trace, strict=False)
+
+
+class ResumingModels:
+    """A model source whose every model answers from the stopped run's recording first.
+
+    Built per run (a recording is used up as the run follows it), around the source the
+    run would have used: the engine sees just another :class:`ModelSource`.
+    """
+
+    def __init__(self, live: ModelSource, recording: Recording) -> None:
+        self.live = live
+        self.recording = recording
+        self._root = ResumingModel(live.root, recording)
+        self._sub = self._root if live.sub is live.root else ResumingModel(live.sub, recording)
+
+    @property
+    def root(self) -> Model:
+        return self._root
+
+    @property
+    def sub(self) -> Model:
+        return self._sub
+
+    def resolve(self, spec: str) -> Model:
+        return ResumingModel(self.live.resolve(spec), self.recording)
+
+
+def resuming(live: ModelSource, trace: str | Path) -> ResumingModels:
+    """``live``, answering first from the trace of the stopped run ``trace``."""
+    return ResumingModels(live, load_recording(trace))

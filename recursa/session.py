@@ -13,10 +13,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .context import Context, ContextInput
+from .engine import Node
 from .errors import ConfigError
+from .guards import check_query, no_running_loop
+from .output import OutputSpec
 
 if TYPE_CHECKING:
-    from .rlm import RLM, Result, _Node
+    from .result import Result
+    from .rlm import RLM
     from .trace import Sink
 
 
@@ -26,7 +30,7 @@ class Session:
     def __init__(self, rlm: RLM, context: ContextInput) -> None:
         self.rlm = rlm
         self.context = context if isinstance(context, Context) else Context(context)
-        self._node: _Node | None = None
+        self._node: Node | None = None
         self._runner: asyncio.Runner | None = None
         self._closed = False
         self.results: list[Result] = []
@@ -34,19 +38,16 @@ class Session:
     async def acompletion(
         self, query: str, *, output_type: Any = None, sinks: Sequence[Sink] = ()
     ) -> Result:
-        from .output import OutputSpec
-        from .rlm import _check_query, _Node, _Run
-
         if self._closed:
             raise ConfigError("this session is closed")
-        _check_query(query)
-        run = _Run(self.rlm, list(sinks))
+        check_query(query)
+        run = self.rlm.new_run(sinks)
         if self._node is None:
-            self._node = _Node(run, query, self.context, depth=0, parent=None, ledger=run.ledger)
+            self._node = Node.root(run, query, self.context)
         node = self._node
-        node.run, node.ledger = run, run.ledger  # each query is its own run: trace, ledger
-        node.output = OutputSpec(output_type) if output_type is not None else None
-        result = await run.execute(node, lambda: node.ask(query))
+        node.attach(run)  # each query is its own run: trace, ledger
+        output = OutputSpec(output_type) if output_type is not None else None
+        result = await run.execute(node, lambda: node.ask(query, output))
         self.results.append(result)
         return result
 
@@ -54,9 +55,7 @@ class Session:
         self, query: str, *, output_type: Any = None, sinks: Sequence[Sink] = ()
     ) -> Result:
         """Blocking variant; the session keeps one event loop for its sandbox."""
-        from .rlm import _no_running_loop
-
-        _no_running_loop("Session.completion")
+        no_running_loop("Session.completion")
         if self._runner is None:
             self._runner = asyncio.Runner()
         return self._runner.run(self.acompletion(query, output_type=output_type, sinks=sinks))

@@ -15,11 +15,11 @@ from recursa import RLM
 from recursa.errors import ModelError, SandboxError
 from recursa.models.base import Message
 from recursa.models.scripted import ScriptedModel
-from recursa.repl import SANDBOXES, SandboxConfig
+from recursa.repl import SandboxConfig
 from recursa.repl.inprocess import InProcessSandbox
 from recursa.rlm import NO_SANDBOX
+from recursa.testing import is_root_turn, router
 from recursa.trace import read_events
-from tests.helpers import is_root_turn, router
 from tests.repl.sandboxes import child_pids
 
 EVENTS: list[str] = []
@@ -50,10 +50,8 @@ class FailingStart(SlowStart):
 
 
 @pytest.fixture(autouse=True)
-def _sandboxes(monkeypatch: pytest.MonkeyPatch) -> None:
+def _sandboxes() -> None:
     EVENTS.clear()
-    monkeypatch.setitem(SANDBOXES, "slow", f"{__name__}:SlowStart")
-    monkeypatch.setitem(SANDBOXES, "failing", f"{__name__}:FailingStart")
 
 
 def noting_turns(replies: list[str]) -> ScriptedModel:
@@ -69,14 +67,14 @@ def noting_turns(replies: list[str]) -> ScriptedModel:
 
 def test_first_turn_is_asked_while_the_sandbox_starts() -> None:
     model = noting_turns(["```repl\nx = 6 * 7\n```", "```repl\nFINAL_VAR('x')\n```"])
-    result = RLM(model, sandbox="slow").completion("q", "some context")
+    result = RLM(model, sandbox=SlowStart).completion("q", "some context")
     assert result.answer == "42"
     assert EVENTS == ["start begins", "turn", "started", "turn", "closed"]
 
 
 def test_isolation_is_reported_on_the_result_and_the_trace(tmp_path: Path) -> None:
     model = noting_turns(["```repl\nFINAL(1)\n```"])
-    result = RLM(model, sandbox="slow", trace=tmp_path / "t.jsonl").completion("q", "text")
+    result = RLM(model, sandbox=SlowStart, trace=tmp_path / "t.jsonl").completion("q", "text")
     assert result.isolation == InProcessSandbox.isolation
     (end,) = [e for e in read_events(tmp_path / "t.jsonl")[0] if e["type"] == "run_end"]
     assert end["isolation"] == result.isolation
@@ -84,7 +82,7 @@ def test_isolation_is_reported_on_the_result_and_the_trace(tmp_path: Path) -> No
 
 def test_an_answer_without_code_never_waits_for_the_sandbox(tmp_path: Path) -> None:
     model = noting_turns(["No code needed.\nFINAL(42)"])
-    result = RLM(model, sandbox="slow", trace=tmp_path / "t.jsonl").completion("q", "text")
+    result = RLM(model, sandbox=SlowStart, trace=tmp_path / "t.jsonl").completion("q", "text")
     assert (result.answer, result.isolation) == ("42", NO_SANDBOX)
     assert EVENTS == ["start begins", "turn"]  # the start was cancelled, not waited for
     (end,) = [e for e in read_events(tmp_path / "t.jsonl")[0] if e["type"] == "run_end"]
@@ -95,7 +93,7 @@ def test_a_failed_start_cancels_the_first_turn_and_is_charged_its_prompt(
     tmp_path: Path,
 ) -> None:
     model = ScriptedModel(["```repl\nFINAL(1)\n```"], latency=60)
-    rlm = RLM(model, sandbox="failing", trace=tmp_path / "t.jsonl")
+    rlm = RLM(model, sandbox=FailingStart, trace=tmp_path / "t.jsonl")
     with pytest.raises(SandboxError, match="no worker could be started"):
         rlm.completion("q", "some context")
     assert EVENTS == ["start begins", "start fails"]
@@ -108,7 +106,7 @@ def test_a_failed_start_cancels_the_first_turn_and_is_charged_its_prompt(
 def test_a_failed_first_turn_cancels_the_start_behind_it() -> None:
     model = ScriptedModel([ModelError("the provider is down")])
     with pytest.raises(ModelError, match="the provider is down"):
-        RLM(model, sandbox="slow").completion("q", "some context")
+        RLM(model, sandbox=SlowStart).completion("q", "some context")
     assert EVENTS == ["start begins"]  # cancelled mid-start: never started, nothing to close
 
 

@@ -17,9 +17,8 @@ import pytest
 from recursa import RLM, Result
 from recursa.errors import ConfigError, ModelError
 from recursa.prompts import COMPACT_REQUEST
-from recursa.replay import Recording, ReplayMismatch, ReplayModel, replay_models
-from recursa.testing import ScriptedServer
-from tests.helpers import http_router, is_root_turn
+from recursa.replay import Recording, ReplayMismatch, ReplayModel, replay_models, rlm_for
+from recursa.testing import ScriptedServer, http_router, is_root_turn
 
 SANDBOX = "inprocess"
 QUERY = "outer: sizes and first words"
@@ -130,7 +129,7 @@ def test_replay_via_api_is_the_same_run_offline(tmp_path: Path) -> None:
 async def test_async_replay_twice_after_reset_and_from_trace(tmp_path: Path) -> None:
     rec = await asyncio.to_thread(record, tmp_path)
     recording = Recording.load(rec.trace)
-    rlm = recording.rlm(sandbox=SANDBOX)  # the recorded models, depth, iterations, budget
+    rlm = rlm_for(recording, sandbox=SANDBOX)  # the recorded models, depth, iterations, budget
     assert rlm.max_depth == 2 and rlm.model is recording.models()[0]
     same_run(await rlm.acompletion(QUERY, rec.context), rec.result)
     with pytest.raises(ReplayMismatch, match=r"turn 1 of the node asked .* was already replayed"):
@@ -172,7 +171,7 @@ def test_a_diverging_sub_call_is_reported_strict_or_lenient(tmp_path: Path) -> N
     changed.write_text(rec.context.read_text()[:-5] + "XXXXX")
     for strict in (True, False):
         recording = Recording.load(rec.trace, strict=strict)
-        rlm = recording.rlm(sandbox=SANDBOX)
+        rlm = rlm_for(recording, sandbox=SANDBOX)
         if strict:
             # The REPL absorbed the failed sub-call; the next turn's input shows it.
             with pytest.raises(ReplayMismatch, match=r"turn 2 .* message 3 was recorded as user"):

@@ -1,0 +1,210 @@
+"""Serving a node's REPL: the calls model-written code makes back to the host.
+
+Each request arrives already decoded and type-checked
+(:mod:`recursa.repl.protocol`); :meth:`Host.serve` answers it with a JSON
+value, or raises, and the REPL then raises ``HostCallError`` with the message.
+
+====================  ==========================================================
+request               served by
+====================  ==========================================================
+``llm_query``         one sub-model call one level down (:meth:`Run.call_model`)
+``llm_batch``         many, concurrently, order kept; a failure is ``{"error"}``
+``rlm_query``         a child node one level down (``llm_query`` at max depth)
+``rlm_batch``         many children, concurrently
+``cancel``            end an ``llm_batch(stop_when=...)`` group's calls in flight
+``budget``            what is left of each limit (``BUDGET()``)
+``tool``              a host function the user granted (``tools=``)
+====================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..budget import Budget
+from ..context import Context
+from ..errors import ConfigError, RecursaError
+from ..models.base import Message, Model
+from ..repl.protocol import (
+    BudgetLimits,
+    BudgetQuery,
+    Cancel,
+    HostRequest,
+    ImageData,
+    LlmBatch,
+    LlmQuery,
+    RlmBatch,
+    RlmQuery,
+    ToolCall,
+)
+from ..trace import Subcall
+
+if TYPE_CHECKING:
+    from .node import Node
+
+#: The error a sub-call of an early-stopped batch ends with.
+STOPPED_EARLY = "cancelled: stop_when was met"
+Batched = tuple[str, int]  # (batch id, position)
+
+
+class Host:
+    """Answers one node's REPL calls."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._groups: dict[str, set[asyncio.Task[str]]] = {}
+        self._cancelled_groups: set[str] = set()
+
+    async def serve(self, request: HostRequest) -> Any:
+        """The JSON-able answer to ``request``."""
+        match request:
+            case LlmQuery(prompt=prompt, model=model, images=images, group=group):
+                call = self._llm(prompt, model, images=images)
+                return await (self._in_group(group, call) if group else call)
+            case LlmBatch(prompts=prompts, model=model):
+                return await _gather([self._llm(p, model, b) for p, b in self._batched(prompts)])
+            case RlmQuery(prompt=prompt, context=context, budget=limits):
+                return await self._rlm(prompt, context, budget=limits)
+            case RlmBatch(prompts=prompts, contexts=contexts):
+                contexts = contexts if contexts is not None else (None,) * len(prompts)
+                return await _gather(
+                    [self._rlm(p, c, b)
+                     for (p, b), c in zip(self._batched(prompts), contexts, strict=True)]
+                )  # fmt: skip
+            case Cancel(group=group):
+                self._cancel_group(group)
+                return None
+            case BudgetQuery():
+                return self.node.ledger.remaining()
+            case ToolCall(tool=name, args=args, kwargs=kwargs):
+                return await self.node.tools.call(name, list(args), kwargs)
+        raise ConfigError(f"the REPL asked for an unknown host function {request!r:.60}")
+
+    # -- early-stopped batches ----------------------------------------------------------
+    async def _in_group(self, group: str, call: Any) -> str:
+        """Run a sub-call that ``cancel`` for its group may stop (early-stopped batches)."""
+        if group in self._cancelled_groups:
+            call.close()
+            raise RecursaError(STOPPED_EARLY)
+        task: asyncio.Task[str] = asyncio.ensure_future(call)
+        self._groups.setdefault(group, set()).add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if group in self._cancelled_groups and not _current_task_cancelling():
+                raise RecursaError(STOPPED_EARLY) from None
+            raise
+        finally:
+            self._groups[group].discard(task)
+
+    def _cancel_group(self, group: str) -> None:
+        self._cancelled_groups.add(group)
+        for task in self._groups.pop(group, set()):
+            task.cancel()
+
+    def _batched(self, prompts: Sequence[str]) -> list[tuple[str, Batched]]:
+        batch_id = self.node.run.tracer.new_id("b")
+        return [(p, (batch_id, i)) for i, p in enumerate(prompts)]
+
+    # -- sub-calls ----------------------------------------------------------------------
+    async def _llm(
+        self,
+        prompt: str,
+        model_spec: str | None,
+        batch: Batched | None = None,
+        *,
+        images: Sequence[ImageData] = (),
+    ) -> str:
+        node, run = self.node, self.node.run
+        model = run.model_for(model_spec, run.models.sub)
+        call_id = run.tracer.new_id("c")
+        t0 = time.time()
+        answer: str | None = None
+        error: str | None = None
+        try:
+            message: Message = {"role": "user", "content": _content(model, prompt, images)}
+            answer = await run.call_model(
+                model, [message], node=node, depth=node.depth + 1, purpose="sub",
+                call_id=call_id,
+            )  # fmt: skip
+            return answer
+        except (Exception, asyncio.CancelledError) as exc:
+            error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            node.emit(
+                Subcall, call_id=call_id, kind="llm", iteration=node.iterations,
+                batch_id=batch[0] if batch else None, index=batch[1] if batch else None,
+                prompt=prompt, answer=answer, model=model.spec, t0=t0,
+                duration_s=time.time() - t0, error=error, images=len(images),
+            )  # fmt: skip
+
+    async def _rlm(
+        self,
+        prompt: str,
+        context: Any,
+        batch: Batched | None = None,
+        *,
+        budget: BudgetLimits | None = None,
+    ) -> str:
+        node = self.node
+        if node.depth + 1 >= node.run.settings.max_depth:
+            return await self._llm(prompt, None, batch)
+        call_id = node.run.tracer.new_id("c")
+        t0 = time.time()
+        cap = None if budget is None else Budget(**vars(budget))
+        child = node.child(
+            prompt, Context(context if context is not None else prompt), cap, call_id
+        )
+        answer: str | None = None
+        error: str | None = None
+        try:
+            outcome = await child.solve()
+            answer = outcome.answer
+            return answer
+        except Exception as exc:
+            error = str(exc)
+            raise
+        finally:
+            child.context.cleanup()
+            node.emit(
+                Subcall, call_id=call_id, kind="rlm", iteration=node.iterations,
+                batch_id=batch[0] if batch else None, index=batch[1] if batch else None,
+                prompt=prompt, answer=answer, model=child.model.spec, t0=t0,
+                duration_s=time.time() - t0, error=error, child_node_id=child.node_id,
+            )  # fmt: skip
+
+
+async def _gather(calls: Sequence[Any]) -> list[Any]:
+    """Run concurrently, keep order; a failed item becomes ``{"error": message}``."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    out: list[Any] = []
+    for r in results:
+        if isinstance(r, BaseException):
+            if not isinstance(r, Exception):
+                raise r
+            out.append({"error": str(r) or type(r).__name__})
+        else:
+            out.append(r)
+    return out
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _content(model: Model, prompt: str, images: Sequence[ImageData]) -> str | list[dict[str, Any]]:
+    """A sub-call's message content: text, or OpenAI-style parts with images."""
+    if not images:
+        return prompt
+    if not getattr(model, "supports_images", True):
+        raise ConfigError(f"{model.spec} cannot take images")
+    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+    for image in images:
+        url = f"data:{image.mime};base64,{image.base64}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts

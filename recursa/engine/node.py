@@ -1,0 +1,373 @@
+"""The loop of one node of the recursion tree: a root-model conversation over its own REPL.
+
+A node asks its model for a turn, runs the code blocks of the reply in its
+sandbox, feeds the outputs back, and repeats until an answer is final, the
+iterations run out (one last turn then asks for the answer) or the budget is
+spent. The REPL's calls back to the host are served by the node's
+:class:`~recursa.engine.host.Host`; every model request goes through
+:meth:`Run.call_model <recursa.engine.run.Run.call_model>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import prompts
+from ..budget import Budget, Ledger
+from ..context import Context
+from ..errors import BudgetExceeded
+from ..models.base import Message, Model, message_text
+from ..output import AnswerInvalid, OutputSpec
+from ..parsing import parse_reply
+from ..repl import SandboxConfig, make_sandbox
+from ..repl.base import CellResult, Sandbox
+from ..tools import ToolSet
+from ..trace import Cell, ContextShape, NodeEnd, NodeStart, TraceEvent
+from .host import Host
+from .run import Outcome, Run
+
+MAX_VALIDATION_RETRIES = 3
+RESET_ANSWER = 'answer = {"content": "", "ready": False}\n'
+
+
+@dataclass
+class Node:
+    """One node: its query, context, conversation, sandbox and ledger (its branch's share
+    of the run's). Build the root with :meth:`root`; children come from :meth:`child`."""
+
+    run: Run
+    query: str
+    context: Context
+    depth: int
+    parent: Node | None
+    ledger: Ledger
+    parent_call_id: str | None = None
+    node_id: str = ""
+    iterations: int = 0
+    messages: list[Message] = field(default_factory=list)
+    output: OutputSpec | None = None
+    _traced: int = 0
+    _sandbox: Sandbox | None = None
+    _starting: asyncio.Task[Sandbox] | None = None
+    _invalid_answers: int = 0
+    host: Host = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.node_id = self.run.tracer.new_id("n")
+        self.host = Host(self)
+
+    @classmethod
+    def root(cls, run: Run, query: str, context: Context) -> Node:
+        """The root node of ``run``, charged to the run's ledger."""
+        return cls(run, query, context, depth=0, parent=None, ledger=run.ledger)
+
+    def child(self, query: str, context: Context, budget: Budget | None, call_id: str) -> Node:
+        """A child RLM one level down, with its own REPL and (optionally) its own cap."""
+        return Node(
+            self.run, query, context, depth=self.depth + 1, parent=self,
+            ledger=self.ledger.child(budget), parent_call_id=call_id,
+        )  # fmt: skip
+
+    def attach(self, run: Run) -> None:
+        """Carry this root node (its REPL and conversation) over to a new run: each query
+        of a :class:`~recursa.session.Session` is its own run, with its own trace and ledger."""
+        self.run, self.ledger = run, run.ledger
+
+    @property
+    def model(self) -> Model:
+        return self.run.models.root if self.depth == 0 else self.run.models.sub
+
+    @property
+    def tools(self) -> ToolSet:
+        return self.run.tools if self.depth == 0 else self.run.sub_tools
+
+    def emit(self, event: type[TraceEvent], **fields: Any) -> None:
+        """Write an event of this node (``depth`` defaults to the node's own)."""
+        fields.setdefault("depth", self.depth)
+        parent_id = self.parent.node_id if self.parent else None
+        self.run.tracer.emit(event(node_id=self.node_id, parent_id=parent_id, **fields))
+
+    def untraced_messages(self) -> list[Message]:
+        """The messages added since the last traced turn (a trace records each only once)."""
+        new = self.messages[self._traced :]
+        self._traced = len(self.messages)
+        return new
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _start_soon(self) -> None:
+        """Start the sandbox in the background. The first model turn needs no REPL, so
+        it is asked while the worker starts; a start that fails cancels it."""
+        if self._sandbox is None and self._starting is None:
+            # made here, so its module is imported on this thread, not beside a model
+            # SDK being imported on another (see SDKModel)
+            sandbox = make_sandbox(self.run.settings.sandbox)
+            self._starting = asyncio.ensure_future(self._start_sandbox(sandbox))
+
+    async def _start_sandbox(self, sandbox: Sandbox) -> Sandbox:
+        settings = self.run.settings
+        await sandbox.start(
+            SandboxConfig(
+                context=self.context,
+                host=self.host.serve,
+                subcalls=settings.max_depth > 0,
+                tools=self.tools.specs(),
+                max_output_chars=settings.max_output_chars,
+            )
+        )
+        return sandbox
+
+    async def open(self) -> Sandbox:
+        """This node's sandbox, once it has started (it starts once per node)."""
+        if self._sandbox is None:
+            self._start_soon()
+            assert self._starting is not None
+            self._adopt(await self._starting)
+        assert self._sandbox is not None
+        return self._sandbox
+
+    def _adopt(self, sandbox: Sandbox) -> None:
+        self._starting, self._sandbox = None, sandbox
+        if self.parent is None:
+            self.run.isolation = sandbox.isolation
+
+    async def close(self) -> None:
+        """Stop the sandbox (or its start, if it is still starting)."""
+        starting, self._starting = self._starting, None
+        if starting is not None and self._sandbox is None:
+            starting.cancel()  # a start that finished anyway still hands its sandbox over
+            (started,) = await asyncio.gather(starting, return_exceptions=True)
+            if not isinstance(started, BaseException):
+                self._adopt(started)
+        sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            await sandbox.close()
+
+    async def solve(self, output: OutputSpec | None = None) -> Outcome:
+        """Answer this node's query in a fresh sandbox, then close it."""
+        try:
+            return await self.ask(self.query, output)
+        finally:
+            await self.close()
+
+    async def ask(self, query: str, output: OutputSpec | None = None) -> Outcome:
+        """Answer ``query`` in this node's (possibly already used) REPL and conversation;
+        with ``output`` the answer must validate against it."""
+        self.query = query
+        self.output = output
+        started = time.monotonic()
+        self.emit(
+            NodeStart, query=query, context=ContextShape.of(self.context.info),
+            model=self.model.spec, parent_call_id=self.parent_call_id,
+        )  # fmt: skip
+        outcome = Outcome("", "error")
+        error: str | None = None
+        try:
+            if self._sandbox is None and self._starting is None:
+                self.messages = [{"role": "system", "content": self._system_prompt()}]
+                self._start_soon()
+            elif len(self.messages) > 1:  # a follow-up query in a session
+                await (await self.open()).run(RESET_ANSWER, timeout=10)
+            self.iterations = 0
+            self.messages.append({"role": "user", "content": self._first_turn(query)})
+            outcome = await self._loop()
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.emit(
+                NodeEnd, answer=outcome.answer, iterations=self.iterations,
+                stopped=outcome.stopped if error is None else "error",
+                usage=self.ledger.report(),
+                duration_s=time.monotonic() - started, error=error or outcome.error,
+            )  # fmt: skip
+        return outcome
+
+    def _system_prompt(self) -> str:
+        settings = self.run.settings
+        if getattr(self.model, "prompt_style", "full") == "compact":
+            from ..prompts_compact import compact_system_prompt
+
+            text: str = compact_system_prompt(
+                self.context.info, subcalls=settings.max_depth > 0, max_depth=settings.max_depth
+            )
+            return text
+        return prompts.system_prompt(
+            self.context.info,
+            max_depth=settings.max_depth,
+            depth=self.depth,
+            sub_window=self.run.models.sub.context_window,
+            tools=self.tools.specs(),
+        )
+
+    def _first_turn(self, query: str) -> str:
+        text = prompts.first_turn(query)
+        if self.output is not None:
+            text += "\n\n" + self.output.instructions()
+        return text
+
+    # -- the loop ----------------------------------------------------------------------
+    async def _loop(self) -> Outcome:
+        max_iterations = self.run.settings.max_iterations
+        for iteration in range(1, max_iterations + 1):
+            self.iterations = iteration
+            try:
+                await self._compact_if_long()
+                reply = await self._turn(iteration)
+            except BudgetExceeded:
+                return await self._stop_for_budget()
+            parsed = parse_reply(reply)
+            results: list[CellResult] = []
+            final: str | None = None
+            for index, code in enumerate(parsed.cells):
+                result = await self._cell(code, iteration, index)
+                results.append(result)
+                if result.final is not None:
+                    final = result.final
+                    break
+            # A FINAL written as text: FINAL(...) only counts in a reply without code (it
+            # was written before any output was seen); FINAL_VAR(name) after the code ran.
+            if final is None and parsed.final is not None:
+                if parsed.final.kind == "text" and not parsed.cells:
+                    final = parsed.final.value
+                elif parsed.final.kind == "var":
+                    lookup = await self._cell(f"FINAL_VAR({parsed.final.value!r})\n", iteration, -1)
+                    final = lookup.final
+                    if final is None:
+                        results.append(lookup)
+            if final is not None:
+                accepted = self._accept(final)
+                if isinstance(accepted, Outcome):
+                    return accepted
+                results.append(CellResult("", error=accepted))
+            if self._budget_spent():
+                return await self._stop_for_budget()
+            if not results:
+                self.messages.append({"role": "user", "content": prompts.NO_CODE_NUDGE})
+                continue
+            feedback = prompts.cell_feedback(results, max_iterations - iteration)
+            self.messages.append({"role": "user", "content": feedback})
+        return await self._last_turn()
+
+    def _accept(self, answer: str) -> Outcome | str:
+        """The outcome for a final answer, or the validation error to show the model."""
+        if self.output is None:
+            return Outcome(answer, None)
+        try:
+            value, text = self.output.validate(answer)
+        except AnswerInvalid as exc:
+            self._invalid_answers += 1
+            if self._invalid_answers > MAX_VALIDATION_RETRIES:
+                return Outcome(answer, "error", error=f"final answer invalid: {exc}")
+            return f"{exc}\nFix the answer and finish again."
+        return Outcome(text, None, output=value)
+
+    async def _turn(self, iteration: int | None) -> str:
+        call_id = self.run.tracer.new_id("c")
+        text = await self._unless_start_fails(
+            self.run.call_model(
+                self.model, self.messages, node=self, depth=self.depth, purpose="turn",
+                call_id=call_id, iteration=iteration,
+            )
+        )  # fmt: skip
+        self.messages.append({"role": "assistant", "content": text})
+        return text
+
+    async def _unless_start_fails(self, call: Coroutine[Any, Any, str]) -> str:
+        """``call``'s result; if the sandbox, starting meanwhile, fails first, the call is
+        cancelled and the start's error raised."""
+        starting = self._starting
+        if starting is None or starting.done():
+            return await call
+        task = asyncio.ensure_future(call)
+        try:
+            await asyncio.wait({task, starting}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and not starting.cancelled() and starting.exception():
+                starting.result()
+            return await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _compact_if_long(self) -> None:
+        """Summarise the history when it nears the model's window (long sessions)."""
+        limit = self.run.settings.compact_after_chars
+        if limit is None:
+            window = self.model.context_window
+            limit = int(window * 4 * 0.6) if window else 400_000
+        if len(self.messages) < 4 or len(message_text(self.messages)) < limit:
+            return
+        pending = self.messages[-1]
+        self.messages[-1] = {"role": "user", "content": prompts.COMPACT_REQUEST}
+        summary = await self._turn(None)
+        self.messages = [
+            self.messages[0],
+            {"role": "user", "content": f"{prompts.COMPACTED_PREFIX}\n{summary}"},
+            {"role": "assistant", "content": prompts.COMPACTED_ACK},
+            pending,
+        ]
+        self._traced = len(self.messages) - 1
+
+    async def _last_turn(self) -> Outcome:
+        self.messages.append({"role": "user", "content": prompts.LAST_TURN})
+        try:
+            reply = await self._turn(self.iterations + 1)
+        except BudgetExceeded:
+            return await self._stop_for_budget()
+        parsed = parse_reply(reply)
+        answer = parsed.prose.strip() or reply.strip()
+        for index, code in enumerate(parsed.cells):  # asked for no code, but models write it
+            result = await self._cell(code, self.iterations + 1, index)
+            if result.final is not None:
+                return self._accept_last(result.final)
+        if parsed.final is None and parsed.cells:
+            answer = (await self._held_answer()).strip() or answer
+        if parsed.final is not None:
+            if parsed.final.kind == "text":
+                answer = parsed.final.value
+            else:
+                lookup = await self._cell(
+                    f"FINAL_VAR({parsed.final.value!r})\n", self.iterations, -1
+                )
+                answer = lookup.final if lookup.final is not None else answer
+        return self._accept_last(answer)
+
+    def _accept_last(self, answer: str) -> Outcome:
+        accepted = self._accept(answer)
+        if isinstance(accepted, Outcome):
+            accepted.stopped = accepted.stopped or "iterations"
+            return accepted
+        return Outcome(answer, "iterations", error=accepted)
+
+    async def _cell(self, code: str, iteration: int, index: int) -> CellResult:
+        sandbox = await self.open()
+        t0 = time.time()
+        result = await sandbox.run(code, timeout=self.run.settings.cell_timeout)
+        self.emit(
+            Cell, iteration=iteration, index=index, code=code, output=result.output,
+            error=result.error, t0=t0, duration_s=time.time() - t0,
+            final=result.final is not None,
+            timed_out=result.timed_out, restarted=result.restarted,
+        )  # fmt: skip
+        return result
+
+    async def _stop_for_budget(self) -> Outcome:
+        """The best answer available when the budget is spent: the REPL's ``answer``."""
+        return Outcome(await self._held_answer(), "budget")
+
+    async def _held_answer(self) -> str:
+        """What the REPL's ``answer["content"]`` holds (set but not marked ready)."""
+        sandbox = await self.open()
+        result = await sandbox.run('print(answer.get("content", ""), end="")\n', timeout=10)
+        return result.output if result.error is None else ""
+
+    def _budget_spent(self) -> bool:
+        try:
+            self.ledger.check()
+        except BudgetExceeded:
+            return True
+        return False

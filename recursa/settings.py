@@ -1,0 +1,138 @@
+"""One frozen object for everything a run is configured with.
+
+The Python API (:class:`~recursa.rlm.RLM`), the CLI, ``recursa serve`` and
+``recursa bench`` all build a :class:`Settings` once and hand it to the
+engine; the engine writes it to the trace's ``run_start`` event
+(:meth:`Settings.to_record`), and replay and resume read it back from there
+(:func:`recorded_settings`). Validation happens here, once, so every front end
+refuses the same bad values with the same message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from .budget import Budget
+from .errors import ConfigError
+from .trace import DEFAULT_MAX_CHARS, RunStart
+
+if TYPE_CHECKING:
+    from .models.base import Model
+    from .models.cache import CacheOption
+    from .repl.base import Sandbox
+
+#: A sandbox by registered name (``recursa.sandboxes`` entry points) or a zero-argument
+#: factory that returns a fresh, unstarted sandbox.
+SandboxSpec = Union[str, "Callable[[], Sandbox]"]
+#: Where ``trace=True`` puts a run's trace.
+DEFAULT_TRACE_DIR = Path("recursa-runs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How every node of a run behaves. Build it once; :meth:`replace` derives variants.
+
+    ``model``/``sub_model`` are ``"provider/name"`` strings or ready
+    :class:`~recursa.models.base.Model` objects (``sub_model=None``: the root model).
+    ``max_depth=0`` gives the REPL no sub-call functions; ``1`` (the paper's setting)
+    ``llm_query``; ``2`` and more let ``rlm_query`` start child RLMs. ``trace`` is a
+    JSONL path, ``True`` for a file under ``./recursa-runs/``, or ``None``.
+    """
+
+    model: str | Model
+    sub_model: str | Model | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never written anywhere
+    request_timeout: float = 300.0
+    max_depth: int = 1
+    max_iterations: int = 30
+    budget: Budget | None = None
+    sandbox: SandboxSpec = "subprocess"
+    cell_timeout: float = 120.0
+    max_output_chars: int = 20_000
+    max_concurrency: int = 32
+    compact_after_chars: int | None = None
+    trace: str | Path | bool | None = None
+    trace_max_chars: int = DEFAULT_MAX_CHARS
+    cache: CacheOption = None
+
+    def __post_init__(self) -> None:
+        if self.max_depth < 0:
+            raise ConfigError(f"max_depth must be >= 0, got {self.max_depth}")
+        for name in (
+            "max_iterations",
+            "cell_timeout",
+            "max_output_chars",
+            "max_concurrency",
+            "request_timeout",
+            "trace_max_chars",
+        ):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if self.compact_after_chars is not None and self.compact_after_chars <= 0:
+            raise ConfigError(
+                f"compact_after_chars must be positive, got {self.compact_after_chars}"
+            )
+        if not isinstance(self.sandbox, str) and not callable(self.sandbox):
+            raise ConfigError("sandbox must be a registered name or a factory of sandboxes")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def sandbox_name(self) -> str:
+        """The sandbox as the trace names it: its registered name, or the factory's."""
+        if isinstance(self.sandbox, str):
+            return self.sandbox
+        return getattr(self.sandbox, "__qualname__", None) or type(self.sandbox).__name__
+
+    def trace_path(self, run_id: str) -> Path | None:
+        """Where the trace of run ``run_id`` goes, or ``None`` when not traced."""
+        if self.trace is None or self.trace is False:
+            return None
+        if self.trace is True:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            return DEFAULT_TRACE_DIR / f"{stamp}-{run_id}.jsonl"
+        return Path(self.trace)
+
+    def to_record(self) -> dict[str, Any]:
+        """The fields of :class:`~recursa.events.RunStart` that record these settings (no
+        key, no base URL, no cache path): what :func:`recorded_settings` reads back."""
+        return {
+            "max_depth": self.max_depth,
+            "max_iterations": self.max_iterations,
+            "budget": self.budget,
+            "sandbox": self.sandbox_name,
+            "cell_timeout": self.cell_timeout,
+            "max_output_chars": self.max_output_chars,
+            "max_concurrency": self.max_concurrency,
+            "request_timeout": self.request_timeout,
+            "compact_after_chars": self.compact_after_chars,
+        }
+
+
+def recorded_settings(start: RunStart) -> dict[str, Any]:
+    """The :class:`Settings` fields a ``run_start`` event recorded, as keyword arguments.
+
+    Only fields with a recorded value are returned (older traces lack some), so
+    ``Settings(model=..., **recorded_settings(start))`` keeps defaults for the rest.
+    """
+    recorded: dict[str, Any] = {
+        "max_depth": start.max_depth,
+        "max_iterations": start.max_iterations,
+        "budget": start.budget,
+        "sandbox": start.sandbox or None,
+        "cell_timeout": start.cell_timeout,
+        "max_output_chars": start.max_output_chars,
+        "max_concurrency": start.max_concurrency,
+        "request_timeout": start.request_timeout,
+        "compact_after_chars": start.compact_after_chars,
+    }
+    return {k: v for k, v in recorded.items() if v is not None}
