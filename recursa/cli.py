@@ -11,49 +11,36 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
-from .budget import Budget
+from .cli_options import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    budget_given,
+    exit_codes,
+    fail,
+    path_or_default,
+    rlm_options,
+    settings_from_options,
+)
 from .errors import ConfigError, RecursaError
-from .repl import SANDBOXES
 
 if TYPE_CHECKING:
+    from .recording import Recording
     from .rlm import RLM
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-def default_model() -> str:
-    """``$RECURSA_MODEL``, else a hosted model whose key is set, else the embedded one."""
-    if env := os.environ.get("RECURSA_MODEL"):
-        return env
-    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-        return "openai/gpt-5-mini"
-    return "local/qwen2.5-coder-0.5b"
-
-
-def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"recursa: error: {message}", err=True)
-    sys.exit(code)
+    from .tools import Tool
 
 
 def _read_context(value: str) -> Any:
+    """``-``: standard input, checked as UTF-8 text; else the file at ``value``."""
     if value == "-":
-        data = sys.stdin.buffer.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            fail(f"standard input is not valid UTF-8 (byte offset {exc.start:,})", EXIT_USAGE)
-        if "\x00" in text:
-            fail("standard input looks binary (NUL byte); give UTF-8 text", EXIT_USAGE)
-        return text
+        from .context import text_from_bytes
+
+        return text_from_bytes(sys.stdin.buffer.read(), "standard input")
     return Path(value)
 
 
@@ -65,29 +52,25 @@ def _recorded_query(trace: Path) -> str | None:
     return str(start["query"]) if start and start.get("query") else None
 
 
-def _replay_settings(trace: Path, settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The recording, and RLM options for its models plus the recorded depth, iterations
-    and budget where the command line left them at their defaults."""
+def _replay_settings(trace: Path, options: dict[str, Any]) -> tuple[Recording, dict[str, Any]]:
+    """The recording, and the Settings changes for its models plus the recorded depth,
+    iterations and budget where the command line left them at their defaults."""
     from click.core import ParameterSource
 
-    from .replay import Recording
+    from .recording import Recording
 
-    try:
-        recording = Recording.load(trace)
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
+    recording = Recording.load(trace)
     root, sub = recording.models()
-    extra: dict[str, Any] = {"model": root, "sub_model": sub}
+    changes: dict[str, Any] = {"model": root, "sub_model": sub}
     recorded = recording.settings
     given = click.get_current_context().get_parameter_source
     if recorded.max_depth is not None and given("max_depth") is ParameterSource.DEFAULT:
-        extra["max_depth"] = recorded.max_depth
+        changes["max_depth"] = recorded.max_depth
     if recorded.max_iterations is not None and given("max_iterations") is ParameterSource.DEFAULT:
-        extra["max_iterations"] = recorded.max_iterations
-    budget_flags = ("budget_usd", "budget_tokens", "budget_calls", "budget_seconds")
-    if recorded.budget is not None and not any(settings[f] for f in budget_flags):
-        extra["budget"] = recorded.budget
-    return recording, extra
+        changes["max_iterations"] = recorded.max_iterations
+    if recorded.budget is not None and not budget_given(options):
+        changes["budget"] = recorded.budget
+    return recording, changes
 
 
 def _load_schema(path: str) -> dict[str, Any]:
@@ -102,12 +85,6 @@ def _load_schema(path: str) -> dict[str, Any]:
     return schema
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    if value is not None and value <= 0:
-        raise click.BadParameter(f"must be positive, got {value}")
-    return value
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="recursa")
 def main() -> None:
@@ -119,144 +96,14 @@ def main() -> None:
     """
 
 
-def _path_or_default(value: str | None) -> Path | bool | None:
-    """``--trace``/``--cache`` given with no value mean "the default location"."""
-    if value is None:
-        return None
-    return True if value == "" else Path(value)
-
-
-#: The options every command that builds an RLM shares (run, chat, serve).
-_RLM_OPTIONS = [
-    click.option(
-        "--model",
-        "-m",
-        default=None,
-        metavar="M",
-        help="Root model as provider/name (default: $RECURSA_MODEL, openai/gpt-5-mini "
-        "when OPENAI_API_KEY is set, else the embedded local model).",
-    ),
-    click.option(
-        "--sub-model",
-        default=None,
-        metavar="M",
-        help="Model for llm_query sub-calls (default: the root model).",
-    ),
-    click.option(
-        "--base-url",
-        default=None,
-        metavar="URL",
-        help="An OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp); "
-        "any model name then goes to it. Default: $OPENAI_BASE_URL.",
-    ),
-    click.option(
-        "--max-depth",
-        default=1,
-        show_default=True,
-        type=click.IntRange(min=0),
-        help="0: no sub-calls; 1: llm_query; 2+: rlm_query starts child RLMs.",
-    ),
-    click.option(
-        "--max-iterations",
-        default=30,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Root-model turns per node before it must answer.",
-    ),
-    click.option(
-        "--budget-usd",
-        type=float,
-        default=None,
-        callback=_positive,
-        help="Stop the whole tree once this much is spent.",
-    ),
-    click.option(
-        "--budget-tokens",
-        type=int,
-        default=None,
-        callback=_positive,
-        help="Stop once this many tokens (input + output) are used.",
-    ),
-    click.option(
-        "--budget-calls",
-        type=int,
-        default=None,
-        callback=_positive,
-        help="Stop once this many model calls have started.",
-    ),
-    click.option(
-        "--budget-seconds",
-        type=float,
-        default=None,
-        callback=_positive,
-        help="Stop after this much wall time.",
-    ),
-    click.option(
-        "--cell-timeout",
-        default=120.0,
-        show_default=True,
-        type=float,
-        callback=_positive,
-        help="Seconds a code cell may run before it is interrupted.",
-    ),
-    click.option(
-        "--sandbox",
-        default="subprocess",
-        show_default=True,
-        type=click.Choice(list(SANDBOXES)),
-        help="Where model code runs. inprocess is NOT a security boundary.",
-    ),
-    click.option(
-        "--concurrency",
-        default=32,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Sub-calls in flight per model.",
-    ),
-    click.option(
-        "--cache",
-        "cache",
-        default=None,
-        metavar="PATH",
-        is_flag=False,
-        flag_value="",
-        help="Answer repeated model requests from a SQLite cache, at no cost (no PATH: "
-        "$RECURSA_CACHE_DIR/responses.sqlite or ~/.cache/recursa/responses.sqlite).",
-    ),
-]
-
-
-def rlm_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the shared RLM options; the command receives them as ``**settings``."""
-    for option in reversed(_RLM_OPTIONS):
-        command = option(command)
-    return command
-
-
-def build_rlm(settings: dict[str, Any], **extra: Any) -> RLM:
-    """An RLM from the shared options (``settings``) and command-specific ``extra``."""
+def build_rlm(
+    options: dict[str, Any], *, tools: dict[str, Tool] | None = None, **changes: Any
+) -> RLM:
+    """An RLM from the shared run options, ``changes`` (command-specific Settings
+    fields: ``trace``, a replay's models) applied on top."""
     from .rlm import RLM
 
-    budget = Budget(
-        settings["budget_usd"],
-        settings["budget_tokens"],
-        settings["budget_seconds"],
-        settings["budget_calls"],
-    )
-    options: dict[str, Any] = {
-        "base_url": settings["base_url"],
-        "max_depth": settings["max_depth"],
-        "max_iterations": settings["max_iterations"],
-        "budget": budget if budget != Budget() else None,
-        "sandbox": settings["sandbox"],
-        "cell_timeout": settings["cell_timeout"],
-        "max_concurrency": settings["concurrency"],
-        "cache": _path_or_default(settings["cache"]),
-        **extra,
-    }
-    model = options.pop("model", None) or settings["model"] or default_model()
-    sub_model = options.pop("sub_model", None) or settings["sub_model"]
-    return RLM(model, sub_model, **options)
+    return RLM.from_settings(settings_from_options(options, **changes), tools=tools)
 
 
 @main.command()
@@ -269,7 +116,7 @@ def build_rlm(settings: dict[str, Any], **extra: Any) -> RLM:
     metavar="FILE|-",
     help="The long input: a UTF-8 text file, or - for standard input.",
 )
-@rlm_options
+@rlm_options()
 @click.option(
     "--trace",
     "trace",
@@ -327,7 +174,7 @@ def run(
     schema_file: str | None,
     as_json: bool,
     progress: bool | None,
-    **settings: Any,
+    **options: Any,
 ) -> None:
     """Answer QUERY over the text in --context."""
     from .progress import progress_sinks
@@ -338,35 +185,29 @@ def run(
         query = _recorded_query(recorded_run)
     if query is None or not query.strip():
         fail("the query is empty" if query is not None else "missing QUERY", EXIT_USAGE)
-    context = _read_context(context_arg)
     show_progress = progress if progress is not None else not as_json
     recording = None
-    extra: dict[str, Any] = {}
-    if replay is not None:
-        if settings["model"] or settings["sub_model"] or settings["base_url"]:
-            fail(
-                "--replay takes the models from the trace: drop --model/--sub-model/--base-url",
-                EXIT_USAGE,
-            )
-        recording, extra = _replay_settings(replay, settings)
-    try:
+    with exit_codes():
+        context = _read_context(context_arg)
+        changes: dict[str, Any] = {}
+        if replay is not None:
+            if options["model"] or options["sub_model"] or options["base_url"]:
+                fail(
+                    "--replay takes the models from the trace: drop --model/--sub-model/--base-url",
+                    EXIT_USAGE,
+                )
+            recording, changes = _replay_settings(replay, options)
         schema = _load_schema(schema_file) if schema_file else None
         rlm = build_rlm(
-            settings,
+            options,
             tools=load_tools(tools_target) if tools_target else None,
-            trace=_path_or_default(trace),
-            **extra,
+            trace=path_or_default(trace),
+            **changes,
         )
         with progress_sinks(show_progress) as sinks:
             result = rlm.completion(query, context, output_type=schema, sinks=sinks, resume=resume)
         if recording is not None:
             recording.verify()
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except RecursaError as exc:
-        fail(str(exc), EXIT_FAILED)
-    except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
@@ -386,7 +227,7 @@ def run(
     metavar="FILE",
     help="The long input the conversation is about.",
 )
-@rlm_options
+@rlm_options()
 @click.option(
     "--trace",
     "trace",
@@ -396,7 +237,7 @@ def run(
     flag_value="",
     help="Write each answer's trajectory (no FILE: ./recursa-runs/).",
 )
-def chat(context_arg: str, trace: str | None, **settings: Any) -> None:
+def chat(context_arg: str, trace: str | None, **options: Any) -> None:
     """Ask question after question over one context; REPL variables are kept.
 
     Type a question and press Enter; an empty line or Ctrl-D ends the session.
@@ -405,11 +246,9 @@ def chat(context_arg: str, trace: str | None, **settings: Any) -> None:
 
     if context_arg == "-":
         fail("chat reads questions from standard input: give --context a file", EXIT_USAGE)
-    try:
-        rlm = build_rlm(settings, trace=_path_or_default(trace))
+    with exit_codes():
+        rlm = build_rlm(options, trace=path_or_default(trace))
         session = rlm.session(_read_context(context_arg))
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
     interactive = sys.stdin.isatty()
     try:
         while True:
@@ -447,16 +286,14 @@ def view(trace: Path | None, port: int, no_browser: bool) -> None:
     Without TRACE it shows the runs under ./recursa-runs/. The page is served on
     127.0.0.1 only; Ctrl-C stops it.
     """
-    from .rlm import DEFAULT_TRACE_DIR
+    from .settings import DEFAULT_TRACE_DIR
     from .viewer import serve
 
     path = trace or DEFAULT_TRACE_DIR
     if not path.exists():
         fail(f"{path}: no such file or directory", EXIT_USAGE)
-    try:
+    with exit_codes(os_error=f"cannot serve on port {port}"):
         serve(path, port=port, open_browser=not no_browser)
-    except OSError as exc:
-        fail(f"cannot serve on port {port}: {exc.strerror or exc}", EXIT_FAILED)
 
 
 @main.group(name="trace")
@@ -482,12 +319,8 @@ def trace_export(trace: Path, endpoint: str, content: bool) -> None:
     """Send a trace to OpenTelemetry: one span per node, model call and cell."""
     from .otel import export_trace
 
-    try:
+    with exit_codes():
         summary = export_trace(trace, endpoint, include_content=content)
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except RecursaError as exc:
-        fail(str(exc), EXIT_FAILED)
     click.echo(f"exported {summary.spans} spans (trace id {summary.trace_id})")
 
 
@@ -500,7 +333,7 @@ def trace_export(trace: Path, endpoint: str, content: bool) -> None:
     type=click.IntRange(0, 65535),
     help="TCP port (0: any free one).",
 )
-@rlm_options
+@rlm_options()
 @click.option(
     "--trace-dir",
     default=None,
@@ -549,7 +382,7 @@ def serve(
     max_queued: int,
     allowed: tuple[str, ...],
     allow_any_model: bool,
-    **settings: Any,
+    **options: Any,
 ) -> None:
     """Serve the RLM behind an OpenAI-compatible API (/v1/chat/completions).
 
@@ -559,32 +392,24 @@ def serve(
     from .serve import make_app
     from .serve import serve as run_server
 
-    try:
+    with exit_codes(os_error=f"cannot listen on {host}:{port}"):
         app = make_app(
-            build_rlm(settings),
+            build_rlm(options),
             trace_dir=trace_dir,
             api_key=api_key,
             max_concurrent_runs=max_concurrent_runs,
             max_queued=max_queued,
             allow_models=True if allow_any_model else set(allowed),
         )
-        run_server(app, host, port)
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except OSError as exc:  # the port is taken, or the address is not ours
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
+        run_server(app, host, port)  # an OSError: the port is taken, or the address is not ours
 
 
 @main.command()
 @click.option(
     "--seed", default=0, show_default=True, type=int, help="Which generated document and question."
 )
-@click.option(
-    "--model",
-    "-m",
-    default=None,
-    metavar="M",
-    help="Model to run (default: the embedded local/qwen2.5-coder-0.5b).",
+@rlm_options(
+    "model", model={"help": "Model to run (default: the embedded local/qwen2.5-coder-0.5b)."}
 )
 @click.option(
     "--tokens",
@@ -593,12 +418,7 @@ def serve(
     type=click.IntRange(min=10_000),
     help="Length of the generated document, in tokens (4 characters each).",
 )
-@click.option(
-    "--sandbox",
-    default="subprocess",
-    show_default=True,
-    type=click.Choice(list(SANDBOXES)),
-)
+@rlm_options("sandbox")
 @click.option(
     "--trace",
     "trace",
@@ -618,17 +438,11 @@ def demo(seed: int, model: str | None, tokens: int, sandbox: str, trace: Path | 
     def say(line: str) -> None:
         click.echo(f"recursa demo: {line}", err=True)
 
-    try:
+    with exit_codes():
         result = run_demo(
             seed=seed, model=model or DEFAULT_MODEL, tokens=tokens, trace=trace,
             sandbox=sandbox, progress=say,
         )  # fmt: skip
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except RecursaError as exc:
-        fail(str(exc), EXIT_FAILED)
-    except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
     print_demo(result)
     if not result.correct:
         sys.exit(EXIT_FAILED)

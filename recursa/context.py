@@ -135,6 +135,19 @@ def _scan_file(path: Path) -> tuple[int, str, bool]:
     return chars, preview, blank
 
 
+def text_from_bytes(data: bytes, source: str = "standard input") -> str:
+    """``data`` (read from ``source``, e.g. a pipe) as a text context: UTF-8 with no NUL
+    byte, else a :class:`ContextError`, as for a file context. Emptiness is checked when
+    the text becomes a :class:`Context`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContextError(f"{source} is not valid UTF-8 (byte offset {exc.start:,})") from None
+    if "\x00" in text:
+        raise ContextError(f"{source} looks binary (NUL byte); give UTF-8 text")
+    return text
+
+
 class Context:
     """A validated context, from a string, a file, a list of documents or a dict."""
 

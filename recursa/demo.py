@@ -337,17 +337,19 @@ def run_demo(
     ``False`` writes none. ``progress`` receives a line before the slow part starts.
     """
     from .rlm import RLM
+    from .settings import Settings
 
     say = progress or (lambda _msg: None)
     started = time.monotonic()
     doc = make_document(seed, tokens)
-    rlm = RLM(
+    settings = Settings(
         model=model,
         max_depth=1,
         max_iterations=max_iterations,
         sandbox=sandbox,
         trace=True if trace is None else trace,
     )
+    rlm = RLM.from_settings(settings)
     spec = rlm.model.spec
     say(
         f"{len(doc.text):,} characters (~{doc.approx_tokens:,} tokens) of harbour logs; "

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import hmac
 import json
 import logging
@@ -64,8 +63,6 @@ from .budget import Budget
 from .context import Context
 from .errors import ConfigError, RecursaError
 from .models.base import Model
-from .models.cache import ResponseCache, with_cache
-from .models.registry import resolve
 from .prompts import QUERY_PREVIEW_CHARS
 from .rlm import RLM, Result
 from .trace import Event
@@ -119,32 +116,29 @@ def tighter(server: Budget | None, requested: Budget | None) -> Budget | None:
 def rlm_factory(template: RLM, *, trace_dir: str | Path | None = None) -> RLMFactory:
     """Runs configured like ``template``, with each request's :class:`RunOptions` applied.
 
-    Traces: one file per run under ``trace_dir`` when given; with
-    ``template.trace=True`` the RLM's own per-run files; otherwise none (one fixed
-    trace path would be overwritten by concurrent runs).
+    Each run is ``template.with_settings(...)``: it shares the template's tools, cache
+    and (unless the request names another model) its model objects, whose connections
+    :class:`App` holds open across runs. The budget is the stricter of the template's
+    and the request's (:func:`tighter`). Traces: one file per run under ``trace_dir``
+    when given; with ``template.trace=True`` the RLM's own per-run files; otherwise none
+    (one fixed trace path would be overwritten by concurrent runs).
     """
     directory = Path(trace_dir) if trace_dir is not None else None
 
     def make(options: RunOptions) -> RLM:
-        rlm = copy.copy(template)
+        changes: dict[str, Any] = {"budget": tighter(template.budget, options.budget)}
         if options.model is not None:
-            model: Model = resolve(options.model, template.options)
-            cache = getattr(template, "cache", None)
-            model = with_cache(model, cache if isinstance(cache, ResponseCache) else None)
-            if template.sub_model is template.model:
-                rlm.sub_model = model
-            rlm.model = model
+            changes["model"] = options.model
         if options.max_depth is not None:
-            rlm.max_depth = options.max_depth
+            changes["max_depth"] = options.max_depth
         if options.max_iterations is not None:
-            rlm.max_iterations = options.max_iterations
-        rlm.budget = tighter(template.budget, options.budget)
+            changes["max_iterations"] = options.max_iterations
         if directory is not None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            rlm.trace = directory / f"{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
+            changes["trace"] = directory / f"{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
         elif template.trace is not True:
-            rlm.trace = None
-        return rlm
+            changes["trace"] = None
+        return template.with_settings(**changes)
 
     return make
 

@@ -6,25 +6,13 @@ Registered on the main command group in :mod:`recursa.cli`. Exit codes as for
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any
 
 import click
 
-from ..budget import Budget
-from ..errors import ConfigError, RecursaError
-from ..repl import SANDBOXES
+from ..cli_options import EXIT_USAGE, budget_from_options, exit_codes, fail, rlm_options
 from .tokens import parse_length
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"recursa: error: {message}", err=True)
-    sys.exit(code)
 
 
 def _names(values: tuple[str, ...] | str) -> list[str]:
@@ -35,18 +23,15 @@ def _names(values: tuple[str, ...] | str) -> list[str]:
 
 @click.command()
 @click.argument("tasks", nargs=-1, metavar="TASK[,TASK...]")
-@click.option("--model", "-m", default=None, metavar="M", help="Root model as provider/name.")
-@click.option(
-    "--sub-model",
-    default=None,
-    metavar="M",
-    help="Model for sub-calls (rlm) and for summarising (summary). Default: the root model.",
-)
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="An OpenAI-compatible server; any model name then goes to it.",
+@rlm_options(
+    "model",
+    "sub_model",
+    "base_url",
+    model={"help": "Root model as provider/name."},
+    sub_model={
+        "help": "Model for sub-calls (rlm) and for summarising (summary). Default: the root model."
+    },
+    base_url={"help": "An OpenAI-compatible server; any model name then goes to it."},
 )
 @click.option(
     "--lengths",
@@ -88,25 +73,13 @@ def _names(values: tuple[str, ...] | str) -> list[str]:
 )
 @click.option("--ray-address", default=None, metavar="A", help="An existing Ray cluster.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Item generation seed.")
-@click.option(
-    "--sandbox",
-    default="subprocess",
-    show_default=True,
-    type=click.Choice(list(SANDBOXES)),
-    help="Where RLM code runs. inprocess is NOT a security boundary.",
-)
-@click.option(
-    "--max-iterations",
-    default=30,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="RLM root turns per item.",
-)
-@click.option(
-    "--budget-usd",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Stop a run (one item, one method) once it has spent this much.",
+@rlm_options(
+    "sandbox",
+    "max_iterations",
+    "budget_usd",
+    sandbox={"help": "Where RLM code runs. inprocess is NOT a security boundary."},
+    max_iterations={"help": "RLM root turns per item."},
+    budget_usd={"help": "Stop a run (one item, one method) once it has spent this much."},
 )
 @click.option(
     "--context-window",
@@ -122,9 +95,6 @@ def _names(values: tuple[str, ...] | str) -> list[str]:
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
 def bench(
     tasks: tuple[str, ...],
-    model: str | None,
-    sub_model: str | None,
-    base_url: str | None,
     lengths: str,
     n: int,
     methods: str,
@@ -133,18 +103,18 @@ def bench(
     executor: str,
     ray_address: str | None,
     seed: int,
-    sandbox: str,
-    max_iterations: int,
-    budget_usd: float | None,
     context_window: str | None,
     retry_failed: bool,
     report_only: bool,
     progress: bool,
+    **options: Any,
 ) -> None:
     """Benchmark methods on TASKS (sniah, oolong, oolong-pairs, browsecomp-lite, codeqa-lite).
 
     Writes OUT/results.jsonl (one line per item and method, resumable),
     OUT/traces/, and OUT/table.md with score_vs_length.png and cost_vs_length.png.
+    The run options (--model ... --budget-usd) are those of recursa run; each method
+    sets its own depth.
     """
     from .methods import get_method
     from .report import write_report
@@ -153,14 +123,14 @@ def bench(
 
     if not report_only:
         if not _names(tasks):
-            _fail("give at least one task (e.g. sniah,oolong)", EXIT_USAGE)
-        try:
+            fail("give at least one task (e.g. sniah,oolong)", EXIT_USAGE)
+        with exit_codes(usage=(ValueError,)):
             config = BenchConfig(
                 tasks=tuple(get_task(name) for name in _names(tasks)),
                 methods=tuple(get_method(name) for name in _names(methods)),
-                model=model or _fail("--model is required", EXIT_USAGE),
-                sub_model=sub_model,
-                base_url=base_url,
+                model=options["model"] or fail("--model is required", EXIT_USAGE),
+                sub_model=options["sub_model"],
+                base_url=options["base_url"],
                 lengths=tuple(parse_length(v) for v in _names(lengths)),
                 n=n,
                 out_dir=out_dir,
@@ -168,31 +138,21 @@ def bench(
                 executor="ray" if executor == "ray" else "local",
                 ray_address=ray_address,
                 seed=seed,
-                sandbox=sandbox,
-                max_iterations=max_iterations,
-                budget=Budget(usd=budget_usd) if budget_usd is not None else None,
+                sandbox=options["sandbox"],
+                max_iterations=options["max_iterations"],
+                budget=budget_from_options(options),
                 retry_failed=retry_failed,
                 context_window=parse_length(context_window) if context_window else None,
             )
-        except (ConfigError, ValueError) as exc:
-            _fail(str(exc), EXIT_USAGE)
-        try:
+        with exit_codes(interrupted="interrupted; run the same command again to resume"):
             summary = execute(config, progress=progress)
-        except ConfigError as exc:
-            _fail(str(exc), EXIT_USAGE)
-        except RecursaError as exc:
-            _fail(str(exc), EXIT_FAILED)
-        except KeyboardInterrupt:
-            _fail("interrupted; run the same command again to resume", EXIT_INTERRUPTED)
         cost = "n/a" if summary.cost_usd is None else f"${summary.cost_usd:,.4f}"
         click.echo(
             f"recursa: ran {summary.ran} (failed {summary.failed}), skipped {summary.skipped} "
             f"already done, cost {cost}, {summary.seconds:.1f}s",
             err=True,
         )
-    try:
+    with exit_codes():
         files = write_report(out_dir)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
     click.echo(files.table.read_text(encoding="utf-8"))
     click.echo(f"recursa: wrote {files.table}, {files.score_plot}, {files.cost_plot}", err=True)

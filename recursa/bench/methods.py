@@ -33,6 +33,7 @@ from ..budget import Budget, Ledger, Usage
 from ..errors import BudgetExceeded, ConfigError, RecursaError
 from ..models.base import Message, Model
 from ..models.registry import ModelOptions, resolve
+from ..settings import Settings
 from ..trace import Event
 from .tasks.base import Item
 from .tokens import CHARS_PER_TOKEN
@@ -79,6 +80,20 @@ class MethodContext:
     budget: Budget | None = None
     context_window: int | None = None
     request_timeout: float = 300.0
+
+    def settings(self, **changes: Any) -> Settings:
+        """The run settings of this context, ``changes`` (a method's ``max_depth``, a
+        run's ``trace``) applied: the one place bench settings become run settings."""
+        return Settings(
+            model=self.model,
+            sub_model=self.sub_model,
+            base_url=self.base_url,
+            request_timeout=self.request_timeout,
+            max_iterations=self.max_iterations,
+            budget=self.budget,
+            sandbox=self.sandbox,
+            **changes,
+        )
 
     def resolve_model(self) -> Model:
         return resolve(self.model, self._options())
@@ -329,17 +344,7 @@ class RLMMethod:
 
         started = time.monotonic()
         trace = ctx.trace_path(item, self.name)
-        rlm = RLM(
-            ctx.model,
-            ctx.sub_model,
-            base_url=ctx.base_url,
-            max_depth=self.max_depth,
-            max_iterations=ctx.max_iterations,
-            budget=ctx.budget,
-            sandbox=ctx.sandbox,
-            trace=trace,
-            request_timeout=ctx.request_timeout,
-        )
+        rlm = RLM.from_settings(ctx.settings(max_depth=self.max_depth, trace=trace))
         capture = _RunEndUsage()
         try:
             result = await rlm.acompletion(item.query, item.context, sinks=[capture])

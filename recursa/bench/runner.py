@@ -27,8 +27,7 @@ from typing import IO, Any, Literal
 
 from ..budget import Budget, Usage
 from ..errors import ConfigError
-from ..models.registry import ModelOptions, resolve
-from ..repl import SANDBOXES
+from ..repl import sandbox_names
 from .methods import Method, MethodContext, MethodResult, get_method
 from .tasks import Task, get_task
 from .tasks.base import Item, item_id
@@ -128,9 +127,9 @@ class BenchConfig:
                               f"{self.context_window}")  # fmt: skip
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"unknown executor {self.executor!r} (choose local or ray)")
-        if self.sandbox not in SANDBOXES:
+        if self.sandbox not in (known := sandbox_names()):
             raise ConfigError(f"unknown sandbox {self.sandbox!r} (choose one of: "
-                              f"{', '.join(SANDBOXES)})")  # fmt: skip
+                              f"{', '.join(known)})")  # fmt: skip
         for kind, names in (
             ("task", [t.name for t in self.tasks]),
             ("method", [m.name for m in self.methods]),
@@ -139,11 +138,13 @@ class BenchConfig:
                 raise ConfigError(f"a benchmark {kind} is given twice: {', '.join(names)}")
         for method in self.methods:
             method.check()
-        # A model that cannot be used (no key, bad name) is an error now, not in every row.
-        options = ModelOptions(base_url=self.base_url)
-        for spec in (self.model, self.sub_model):
-            if spec is not None:
-                resolve(spec, options)
+        # Settings a run would refuse, and a model that cannot be used (no key, bad name),
+        # are an error now, not in every row.
+        ctx = self.method_context()
+        ctx.settings()
+        ctx.resolve_model()
+        if self.sub_model is not None:
+            ctx.resolve_sub_model()
         if self.executor == "ray":
             _ray()
 

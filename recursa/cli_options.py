@@ -1,0 +1,286 @@
+"""What the command line shares: the run options, the one error-to-exit mapping.
+
+Layer 4 (a CLI surface, like :mod:`recursa.cli` and :mod:`recursa.bench.cli`): it
+imports click and the library; nothing below the CLI imports it. ``recursa run``,
+``chat`` and ``serve`` take every option of :data:`RUN_OPTIONS`; ``recursa bench``
+takes a subset of the same option objects (with its own help where the meaning
+narrows), so a flag is declared, checked and turned into
+:class:`~recursa.settings.Settings` in one place.
+
+Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from .budget import Budget
+from .errors import ConfigError, RecursaError
+from .repl import sandbox_names
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """One line ``recursa: error: MESSAGE`` on stderr, then exit with ``code``."""
+    click.echo(f"recursa: error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def exit_codes(
+    *,
+    interrupted: str = "interrupted",
+    usage: tuple[type[Exception], ...] = (),
+    os_error: str | None = None,
+) -> Iterator[None]:
+    """Turn what the block raises into the CLI's one-line error and exit code.
+
+    :class:`~recursa.errors.ConfigError` (and the ``usage`` exception types) exit 2,
+    any other :class:`~recursa.errors.RecursaError` 1, Ctrl-C 130 with ``interrupted``.
+    With ``os_error`` an :class:`OSError` exits 1 as ``"{os_error}: {strerror}"`` (a
+    port that cannot be bound); otherwise it propagates.
+    """
+    usage_errors: tuple[type[Exception], ...] = (ConfigError, *usage)
+    try:
+        yield
+    except usage_errors as exc:
+        fail(str(exc), EXIT_USAGE)
+    except RecursaError as exc:
+        fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        if os_error is None:
+            raise
+        fail(f"{os_error}: {exc.strerror or exc}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        fail(interrupted, EXIT_INTERRUPTED)
+
+
+def default_model() -> str:
+    """``$RECURSA_MODEL``, else a hosted model whose key is set, else the embedded one."""
+    if env := os.environ.get("RECURSA_MODEL"):
+        return env
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        return "openai/gpt-5-mini"
+    return "local/qwen2.5-coder-0.5b"
+
+
+def path_or_default(value: str | None) -> Path | bool | None:
+    """``--trace``/``--cache`` given with no value mean "the default location"."""
+    if value is None:
+        return None
+    return True if value == "" else Path(value)
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """One shared option: its click declarations and attributes. Calling it makes the
+    click decorator, with ``overrides`` (e.g. another ``help``) for one command."""
+
+    decls: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, **overrides: Any) -> Callable[[F], F]:
+        decorator: Callable[[F], F] = click.option(*self.decls, **{**self.attrs, **overrides})
+        return decorator
+
+
+#: The run options, by the name of the parameter the command receives.
+RUN_OPTIONS: dict[str, RunOption] = {
+    "model": RunOption(
+        ("--model", "-m"),
+        {
+            "default": None,
+            "metavar": "M",
+            "help": "Root model as provider/name (default: $RECURSA_MODEL, openai/gpt-5-mini "
+            "when OPENAI_API_KEY is set, else the embedded local model).",
+        },
+    ),
+    "sub_model": RunOption(
+        ("--sub-model",),
+        {
+            "default": None,
+            "metavar": "M",
+            "help": "Model for llm_query sub-calls (default: the root model).",
+        },
+    ),
+    "base_url": RunOption(
+        ("--base-url",),
+        {
+            "default": None,
+            "metavar": "URL",
+            "help": "An OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp); "
+            "any model name then goes to it. Default: $OPENAI_BASE_URL.",
+        },
+    ),
+    "max_depth": RunOption(
+        ("--max-depth",),
+        {
+            "default": 1,
+            "show_default": True,
+            "type": click.IntRange(min=0),
+            "help": "0: no sub-calls; 1: llm_query; 2+: rlm_query starts child RLMs.",
+        },
+    ),
+    "max_iterations": RunOption(
+        ("--max-iterations",),
+        {
+            "default": 30,
+            "show_default": True,
+            "type": click.IntRange(min=1),
+            "help": "Root-model turns per node before it must answer.",
+        },
+    ),
+    "budget_usd": RunOption(
+        ("--budget-usd",),
+        {
+            "type": float,
+            "default": None,
+            "callback": _positive,
+            "help": "Stop the whole tree once this much is spent.",
+        },
+    ),
+    "budget_tokens": RunOption(
+        ("--budget-tokens",),
+        {
+            "type": int,
+            "default": None,
+            "callback": _positive,
+            "help": "Stop once this many tokens (input + output) are used.",
+        },
+    ),
+    "budget_calls": RunOption(
+        ("--budget-calls",),
+        {
+            "type": int,
+            "default": None,
+            "callback": _positive,
+            "help": "Stop once this many model calls have started.",
+        },
+    ),
+    "budget_seconds": RunOption(
+        ("--budget-seconds",),
+        {
+            "type": float,
+            "default": None,
+            "callback": _positive,
+            "help": "Stop after this much wall time.",
+        },
+    ),
+    "cell_timeout": RunOption(
+        ("--cell-timeout",),
+        {
+            "default": 120.0,
+            "show_default": True,
+            "type": float,
+            "callback": _positive,
+            "help": "Seconds a code cell may run before it is interrupted.",
+        },
+    ),
+    "sandbox": RunOption(
+        ("--sandbox",),
+        {
+            "default": "subprocess",
+            "show_default": True,
+            "type": click.Choice(sandbox_names()),
+            "help": "Where model code runs. inprocess is NOT a security boundary.",
+        },
+    ),
+    "concurrency": RunOption(
+        ("--concurrency",),
+        {
+            "default": 32,
+            "show_default": True,
+            "type": click.IntRange(min=1),
+            "help": "Sub-calls in flight per model.",
+        },
+    ),
+    "cache": RunOption(
+        ("--cache", "cache"),
+        {
+            "default": None,
+            "metavar": "PATH",
+            "is_flag": False,
+            "flag_value": "",
+            "help": "Answer repeated model requests from a SQLite cache, at no cost (no PATH: "
+            "$RECURSA_CACHE_DIR/responses.sqlite or ~/.cache/recursa/responses.sqlite).",
+        },
+    ),
+}
+
+_BUDGET_OPTIONS = {"usd": "budget_usd", "tokens": "budget_tokens", "seconds": "budget_seconds",
+                   "calls": "budget_calls"}  # fmt: skip
+
+
+def rlm_options(*names: str, **overrides: Mapping[str, Any]) -> Callable[[F], F]:
+    """Add the shared run options to a command: all of :data:`RUN_OPTIONS`, or the
+    ``names`` given (in that order). ``overrides`` maps an option's name to the click
+    attributes that differ for this command (``sub_model={"help": ...}``). The command
+    receives each option as the keyword argument named as its key."""
+    chosen = names or tuple(RUN_OPTIONS)
+    unknown = sorted((set(chosen) | set(overrides)) - set(RUN_OPTIONS))
+    if unknown or set(overrides) - set(chosen):
+        raise TypeError(f"not a run option of this command: {', '.join(unknown or overrides)}")
+    options = [RUN_OPTIONS[name](**overrides.get(name, {})) for name in chosen]
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def budget_from_options(options: Mapping[str, Any]) -> Budget | None:
+    """The budget the ``--budget-*`` options ask for (those the command has), or ``None``."""
+    budget = Budget(**{limit: options.get(name) for limit, name in _BUDGET_OPTIONS.items()})
+    return None if budget == Budget() else budget
+
+
+def budget_given(options: Mapping[str, Any]) -> bool:
+    """Whether any ``--budget-*`` option was given."""
+    return any(options.get(name) for name in _BUDGET_OPTIONS.values())
+
+
+def settings_from_options(options: Mapping[str, Any], **changes: Any) -> Settings:
+    """The run :class:`~recursa.settings.Settings` the shared options ask for.
+
+    ``options`` are the values of :data:`RUN_OPTIONS` as the command received them;
+    ``changes`` (what the command sets itself: ``trace``, a replay's models) win.
+    """
+    from .settings import Settings
+
+    fields: dict[str, Any] = {
+        "model": options["model"] or default_model(),
+        "sub_model": options["sub_model"],
+        "base_url": options["base_url"],
+        "max_depth": options["max_depth"],
+        "max_iterations": options["max_iterations"],
+        "budget": budget_from_options(options),
+        "sandbox": options["sandbox"],
+        "cell_timeout": options["cell_timeout"],
+        "max_concurrency": options["concurrency"],
+        "cache": path_or_default(options["cache"]),
+    }
+    return Settings(**{**fields, **changes})
