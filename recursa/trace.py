@@ -165,6 +165,8 @@ class Tracer:
 
     def emit(self, event: TraceEvent) -> None:
         """Hand ``event`` to every sink, as the dict :func:`~recursa.events.encode` makes."""
+        if not self.sinks:
+            return  # nothing reads it: skip the encoding (a run without trace or progress)
         data = encode(event)
         for sink in self.sinks:
             sink(data)

@@ -125,6 +125,9 @@ def _with_entry_points(monkeypatch: pytest.MonkeyPatch, *extra: EntryPoint) -> N
         return [*real(group=group), *(ep for ep in extra if ep.group == group)]
 
     monkeypatch.setattr(repl_registry, "entry_points", entry_points)
+    # the registry is read once per process: a fresh one for this test, the real one after
+    fresh = functools.cache(repl_registry._registered.__wrapped__)
+    monkeypatch.setattr(repl_registry, "_registered", fresh)
 
 
 async def test_a_third_party_entry_point_is_a_name_like_the_built_ins(
