@@ -9,11 +9,14 @@ holds it in memory.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
+import contextlib
 import json
 import os
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -155,6 +158,7 @@ class Context:
         self._value: ContextValue | None = None
         self._path: Path | None = None
         self._owned_file: Path | None = None
+        self._remover: weakref.finalize[Any, Any] | None = None
         self._file_lock = threading.Lock()
         self._format: FileFormat = "text"
         if isinstance(value, Path):
@@ -217,34 +221,65 @@ class Context:
 
     def file(self, directory: Path | None = None) -> tuple[Path, FileFormat]:
         """A file holding the context, for a worker to load: the user's own file when
-        there is one, else written once (UTF-8 text for a str, JSON for a list/dict)."""
+        there is one, else written once (UTF-8 text for a str, JSON for a list/dict).
+
+        A written file is private: mode 0600 in a directory of its own (mode 0700,
+        ``recursa-context-*`` in ``directory`` or ``$TMPDIR``). A worker running as
+        another user gets an open descriptor, never the path. It is removed by
+        :meth:`cleanup`, else when this object is garbage-collected or the interpreter
+        exits, whichever comes first.
+        """
         if self._path is not None:
             return self._path, "text"
         with self._file_lock:  # sandboxes starting together write it once
             return self._write_file(directory)
 
+    async def afile(self) -> tuple[Path, FileFormat]:
+        """:meth:`file` in a thread. Cancelled, it still waits for the thread to finish
+        writing, so a :meth:`cleanup` that follows the cancellation finds the file."""
+        writing = asyncio.ensure_future(asyncio.to_thread(self.file))
+        try:
+            return await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            await asyncio.wait([writing])
+            raise
+
     def _write_file(self, directory: Path | None) -> tuple[Path, FileFormat]:
         if self._owned_file is None:
-            fd, name = tempfile.mkstemp(
-                prefix="recursa-context-",
-                suffix=".json" if self._format == "json" else ".txt",
-                dir=directory,
-            )
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                if self._format == "json":
-                    json.dump(self._value, fh, ensure_ascii=False, default=_image_json)
-                else:
-                    assert isinstance(self._value, str)
-                    fh.write(self._value)
-            os.chmod(name, 0o444)
-            self._owned_file = Path(name)
+            private = tempfile.mkdtemp(prefix="recursa-context-", dir=directory)  # mode 0700
+            remover = weakref.finalize(self, _remove_private_dir, private)
+            suffix = ".json" if self._format == "json" else ".txt"
+            name = os.path.join(private, f"context{suffix}")
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                fd = os.open(name, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    if self._format == "json":
+                        json.dump(self._value, fh, ensure_ascii=False, default=_image_json)
+                    else:
+                        assert isinstance(self._value, str)
+                        fh.write(self._value)
+            except BaseException:
+                remover()
+                raise
+            self._owned_file, self._remover = Path(name), remover
         return self._owned_file, self._format
 
     def cleanup(self) -> None:
-        """Remove the file written by :meth:`file`, if any."""
-        if self._owned_file is not None:
-            self._owned_file.unlink(missing_ok=True)
-            self._owned_file = None
+        """Remove the file written by :meth:`file` (and its directory), if any."""
+        with self._file_lock:
+            remover, self._remover, self._owned_file = self._remover, None, None
+        if remover is not None:
+            remover()
+
+
+def _remove_private_dir(path: str) -> None:
+    """Remove a context's private directory (its one file, then itself)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(path, name))
+        os.rmdir(path)
 
 
 def _image_json(value: Any) -> Any:

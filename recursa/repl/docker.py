@@ -176,13 +176,15 @@ class DockerSandbox(WorkerSandbox):
             )
         self._config = config
         try:
-            self._context_path, self._format = await asyncio.to_thread(config.context.file)
+            self._context_path, self._format = await config.context.afile()
             self._layout = make_layout()
             self._leftovers.base = self._layout.base
             if isolation.running_as_root():
                 for d in (self._layout.home, self._layout.tmp):
                     os.chown(d, *isolation.NOBODY)
                 os.chmod(self._layout.base, 0o711)
+                if config.context.path is None:  # our private 0600 file: the container's
+                    os.chown(self._context_path, *isolation.NOBODY)  # user reads it
             self._worker = await self._spawn()
         except BaseException:
             self._closed = True

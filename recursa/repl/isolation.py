@@ -89,12 +89,52 @@ def running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+@functools.cache
+def _id_map(kind: str) -> tuple[tuple[int, int, int], ...] | None:
+    """This process's user namespace's uid or gid map (None where there is none to read)."""
+    try:
+        with open(f"/proc/self/{kind}_map") as fh:
+            rows = [line.split() for line in fh if line.strip()]
+        return tuple((int(a), int(b), int(c)) for a, b, c in rows)
+    except (OSError, ValueError):
+        return None
+
+
+def in_user_namespace() -> bool:
+    """Whether this process runs in a user namespace other than the initial one (a
+    rootless container, ``unshare --map-root-user``): its uid map is not the identity."""
+    found = _id_map("uid")
+    return found is not None and found != ((0, 0, 4294967295),)
+
+
+def can_switch_to(ids: tuple[int, int]) -> bool:
+    """Whether this (root) process may become ``ids``: both are mapped in its user
+    namespace (in a rootless container only root, or a few ids, usually are)."""
+    for kind, wanted in (("uid", ids[0]), ("gid", ids[1])):
+        found = _id_map(kind)
+        if found is not None and not any(a <= wanted < a + n for a, _, n in found):
+            return False
+    return True
+
+
+def privileged() -> bool:
+    """Root that can build namespaces itself and then drop to :data:`NOBODY`."""
+    return running_as_root() and can_switch_to(NOBODY)
+
+
+def kernel_root() -> bool:
+    """uid 0 of the initial user namespace (exempt from RLIMIT_NPROC), not the root of
+    a user namespace, who is an ordinary user to the kernel."""
+    return running_as_root() and not in_user_namespace()
+
+
 def candidates(requested: Level | None) -> list[Candidate]:
-    """(level, run_as) pairs to try, best first."""
+    """(level, run_as) pairs to try, best first. Root in a user namespace where nobody
+    is not mapped (rootless containers) gets the unprivileged user's list."""
     found: list[Candidate]
     if not sys.platform.startswith("linux"):
         found = [("process", None)]
-    elif running_as_root():
+    elif privileged():
         # uid 0 is exempt from RLIMIT_NPROC and owns root's files: prefer running as nobody.
         found = [
             ("unshare", NOBODY),
@@ -196,7 +236,12 @@ def system_mounts() -> tuple[Mount, ...]:
 
 
 def mount_plan(layout: Layout) -> list[Mount]:
-    """Every mount of a namespaced worker, parents before children."""
+    """Every mount of a namespaced worker, parents before children.
+
+    Ordered by depth, so a mount is never hidden by a later one over a parent of its
+    path: a Python installation or venv under ``/tmp`` is bound inside the private
+    ``/tmp`` (its mount point made there), not covered by it.
+    """
     plan = [*system_mounts(), *python_mounts()]
     plan += [
         Mount("ro", str(layout.lib), INSIDE_LIB),
@@ -205,7 +250,7 @@ def mount_plan(layout: Layout) -> list[Mount]:
         Mount("dev", "", "/dev"),
         Mount("proc", "", "/proc"),
     ]
-    return plan
+    return sorted(plan, key=lambda m: len(Path(m.dst).parts))  # stable: same depth, same order
 
 
 def bwrap_command(bwrap: str, plan: Sequence[Mount], command: Sequence[str]) -> list[str]:
@@ -214,6 +259,7 @@ def bwrap_command(bwrap: str, plan: Sequence[Mount], command: Sequence[str]) -> 
         "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try", "--disable-userns",
         "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox",
+        "--as-pid-1",  # the worker is its own init, one that the REPL cannot ptrace
     ]  # fmt: skip
     for mount in plan:
         if mount.kind == "ro":
@@ -241,7 +287,7 @@ def unshare_spec(
     return {
         "root": str(layout.root),
         "mounts": [[m.kind, m.src, m.dst] for m in plan],
-        "privileged": running_as_root(),
+        "privileged": privileged(),
         "run_as": list(run_as) if run_as else None,
         "host_pid": os.getpid(),
     }

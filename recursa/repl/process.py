@@ -19,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
+import logging
 import os
 import select
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import weakref
@@ -62,6 +65,7 @@ EXIT_CONTEXT_FAILED = 71  # worker.py: the context could not be loaded
 #: each other: ``worker.py`` loads ``protocol.py`` beside it, ``runtime.py`` by path).
 WORKER_FILES = ("worker.py", "runtime.py", "protocol.py")
 _HERE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,18 +96,180 @@ def make_layout() -> Layout:
     return layout
 
 
-def rmtree(path: Path) -> None:
-    """Remove ``path`` even where the worker left parts of it read-only."""
+def rmtree(path: Path) -> bool:
+    """Remove the private directory ``path`` with everything in it; never raises.
 
-    def make_writable(func: Any, p: str, exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
+    Whatever the worker left there (directories of any depth or mode, fifos, sockets,
+    symlinks to anywhere) goes, and nothing outside is touched: the walk goes through
+    directory descriptors opened with ``O_NOFOLLOW`` (a symlink is unlinked, never
+    followed), only directories inside ``path`` (and ``path`` itself) are made
+    writable again, never its parent. A failure is logged once; returns whether
+    ``path`` is gone.
+    """
+    errors: list[str] = []
+    try:
+        if not _FD_WALK:
+            _rmtree_fallback(path, errors)
+        else:
+            parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+            try:
+                _remove_dir(parent, path.name, errors)
+            finally:
+                os.close(parent)
+    except Exception as exc:  # cleanup never costs the run its answer
+        errors.append(f"{path}: {exc}")
+    gone = not os.path.lexists(path)
+    if errors or not gone:
+        log.warning(
+            "recursa: could not remove all of the sandbox directory %s (%d problems, first: %s)",
+            path, max(len(errors), 1), errors[0] if errors else "still there",
+        )  # fmt: skip
+    return gone
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_FD_WALK = (
+    bool(_NOFOLLOW)
+    and os.open in os.supports_dir_fd
+    and os.unlink in os.supports_dir_fd
+    and os.rmdir in os.supports_dir_fd
+    and os.scandir in os.supports_fd
+)
+_DEEPEST = 32  # directories held open at once; deeper ones are moved up to the top first
+
+
+def _remove_dir(parent: int, name: str, errors: list[str]) -> None:
+    """Remove the directory ``name`` of the directory open as ``parent``."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        errors.append(f"{name}: {exc.strerror}")
+        return
+    if not stat.S_ISDIR(st.st_mode):  # replaced by a link or a file: never followed
+        errors.append(f"{name}: not a directory any more")
+        return
+    top = _open_dir(parent, name, errors)
+    if top is None:
+        return
+    moved = itertools.count(1)
+    pending: list[str] = []
+    try:
+        _empty(top, top, 1, pending, moved, errors)
+        while pending:
+            deep = pending.pop()
+            fd = _open_dir(top, deep, errors)
+            if fd is not None:
+                try:
+                    _empty(fd, top, 2, pending, moved, errors)
+                finally:
+                    os.close(fd)
+                _attempt(errors, deep, os.rmdir, deep, dir_fd=top)
+    finally:
+        os.close(top)
+    _attempt(errors, name, os.rmdir, name, dir_fd=parent)
+
+
+def _empty(
+    fd: int, top: int, depth: int, pending: list[str], moved: Any, errors: list[str]
+) -> None:
+    """Remove everything in the directory open as ``fd``."""
+    try:
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    except OSError as exc:
+        errors.append(f"listing a directory: {exc.strerror}")
+        return
+    for name, is_dir in entries:
+        if not is_dir:  # files, fifos, sockets, devices, symlinks: unlinked, never opened
+            _attempt(errors, name, os.unlink, name, dir_fd=fd)
+        elif depth >= _DEEPEST:  # move it up beside the top, to be emptied from there
+            new = f".recursa-deep-{next(moved)}-{os.urandom(6).hex()}"
+            _make_ours(fd, name)
+            if _attempt(errors, name, os.rename, name, new, src_dir_fd=fd, dst_dir_fd=top):
+                pending.append(new)
+        else:
+            child = _open_dir(fd, name, errors)
+            if child is None:
+                continue
+            try:
+                _empty(child, top, depth + 1, pending, moved, errors)
+            finally:
+                os.close(child)
+            _attempt(errors, name, os.rmdir, name, dir_fd=fd)
+
+
+def _open_dir(parent: int, name: str, errors: list[str]) -> int | None:
+    """``name`` in ``parent`` opened as a directory (never through a symlink), made
+    readable, writable and searchable by us first if the worker took that away."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC
+    try:
+        try:
+            fd = os.open(name, flags, dir_fd=parent)
+        except PermissionError:
+            _make_ours(parent, name)
+            fd = os.open(name, flags, dir_fd=parent)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        errors.append(f"{name}: {exc.strerror}")
+        return None
+    with contextlib.suppress(OSError):
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o700 != 0o700:
+            os.fchmod(fd, mode | 0o700)
+    return fd
+
+
+def _make_ours(parent: int, name: str) -> None:
+    """chmod u+rwx the directory ``name`` of ``parent``, never a symlink's target."""
+    with contextlib.suppress(OSError):
+        if hasattr(os, "O_PATH") and os.path.isdir("/proc/self/fd"):
+            fd = os.open(name, os.O_PATH | _NOFOLLOW | _CLOEXEC, dir_fd=parent)
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    os.chmod(f"/proc/self/fd/{fd}", 0o700)  # the very inode just checked
+            finally:
+                os.close(fd)
+        elif stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+            follow = os.chmod not in os.supports_follow_symlinks
+            os.chmod(name, 0o700, dir_fd=parent, follow_symlinks=follow)
+
+
+def _attempt(errors: list[str], name: str, func: Any, *args: Any, **kwargs: Any) -> bool:
+    try:
+        func(*args, **kwargs)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        errors.append(f"{name}: {exc.strerror}")
+        return False
+    return True
+
+
+def _rmtree_fallback(path: Path, errors: list[str]) -> None:
+    """Where directory descriptors are missing (Windows): chmod only what is inside."""
+    root = os.path.abspath(path)
+
+    def retry(func: Any, p: str, exc: Any) -> None:
+        p = os.path.abspath(p)
+        if p != root and not p.startswith(root.rstrip(os.sep) + os.sep):
+            errors.append(f"{p}: outside the sandbox directory, left alone")
+            return
+        try:
+            if not os.path.islink(p):
+                os.chmod(p, 0o700)
             func(p)
+        except OSError as err:
+            errors.append(f"{p}: {err.strerror}")
 
-    shutil.rmtree(path, onerror=make_writable)
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
+    if os.path.islink(path):
+        errors.append(f"{path}: not a directory any more")
+        return
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path, onerror=retry)
 
 
 def log_tail(path: Path, limit: int = 2000) -> str:
@@ -127,9 +293,28 @@ class ProcessGroup:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.fd: int | None = None
+        self.init_fd: int | None = None  # pid 1 of the worker's pid namespace, if it has one
         if hasattr(os, "pidfd_open") and proc.returncode is None:
             with contextlib.suppress(OSError):
                 self.fd = os.pidfd_open(proc.pid)
+
+    def hold_namespace(self, repl_pid: int) -> None:
+        """Hold a pidfd on pid 1 of the pid namespace that ``repl_pid`` (the REPL, as
+        this host sees it) runs in, found before any model code has run.
+
+        Killing that init kills every process of the namespace, whatever they did to
+        leave the process group (``setsid``, double forks): :meth:`kill` does it, and
+        waits until the namespace is empty.
+        """
+        init = namespace_init(repl_pid)
+        if init is None or not hasattr(os, "pidfd_open"):
+            return
+        with contextlib.suppress(OSError):
+            fd = os.pidfd_open(init)
+            if namespace_init(repl_pid) == init:  # still the same process: not a reused pid
+                self.init_fd = fd
+            else:
+                os.close(fd)
 
     def leader_alive(self) -> bool:
         if self.fd is not None:
@@ -139,7 +324,14 @@ class ProcessGroup:
         return self.proc.returncode is None
 
     def kill(self) -> None:
-        if not self.leader_alive():
+        if self.init_fd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self.init_fd, signal.SIGKILL)
+            # init exits only once the kernel has killed and reaped the whole namespace
+            _wait_readable(self.init_fd, 5.0)
+        # the group's id is the leader's pid, which cannot be reused while the leader is
+        # alive or not yet reaped (a zombie)
+        if not self.leader_alive() and self.proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if hasattr(os, "killpg"):
@@ -148,10 +340,46 @@ class ProcessGroup:
                 self.proc.kill()
 
     def close(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = None
+        for name in ("fd", "init_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, None)
+
+
+def _wait_readable(fd: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(int(timeout * 1000)))
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+    except OSError:
+        return {}
+
+
+def namespace_init(pid: int) -> int | None:
+    """The host pid of pid 1 of the pid namespace ``pid`` runs in (Linux), or None when
+    it runs in this host's own pid namespace (or it cannot be told)."""
+    depth = len(_status(pid).get("NSpid", "").split())
+    for _ in range(64):
+        status = _status(pid)
+        nspids = status.get("NSpid", "").split()
+        if len(nspids) != depth or depth < 2:  # left the namespace, or never was in one
+            return None
+        if nspids[-1] == "1":
+            return pid
+        try:
+            pid = int(status.get("PPid", "0"))
+        except ValueError:
+            return None
+        if pid <= 0:
+            return None
+    return None
 
 
 async def reap(proc: asyncio.subprocess.Process, group: ProcessGroup, grace: float = 0.0) -> None:
@@ -226,9 +454,9 @@ class WorkerProcess:
 
     async def kill(self) -> None:
         """Kill the REPL and everything it started; reap; close the channel."""
+        self.group.kill()  # first: the namespace's init, or the group while its leader lives
         if sys.platform != "win32":
             self.send_signal(signal.SIGKILL)
-        self.group.kill()
         try:
             await asyncio.wait_for(self.proc.wait(), 10)
         finally:

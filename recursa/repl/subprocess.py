@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 _chosen: dict[Level | None, Candidate] = {}  # requested level -> what worked, per process
 _failed: dict[Candidate, str] = {}  # what could not be built here, and why
 _warned = False
+_warned_root = False  # root that cannot drop to nobody (a user namespace): said once
 
 
 class _SetupFailed(SandboxError):
@@ -121,7 +122,7 @@ class SubprocessSandbox(WorkerSandbox):
             raise SandboxError("the sandbox was already started")
         self._config = config
         try:
-            path, fmt = await asyncio.to_thread(config.context.file)
+            path, fmt = await config.context.afile()
             self._context = (path, fmt)
             self._layout = make_layout()
             self._leftovers.base = self._layout.base
@@ -133,7 +134,7 @@ class SubprocessSandbox(WorkerSandbox):
             raise
 
     async def _start_first_working(self) -> WorkerProcess:
-        global _warned
+        global _warned, _warned_root
         requested = self._requested
         if self._channel == "stdio":
             requested = "process"
@@ -153,13 +154,25 @@ class SubprocessSandbox(WorkerSandbox):
                 failures.append(f"{_name(candidate)}: {exc}")
                 continue
             _chosen[requested] = candidate
+            rootless = isolation.running_as_root() and not isolation.privileged()
             if candidate[0] == "process" and requested is None and not _warned:
-                _warned = True
+                _warned = _warned_root = True
                 log.warning(
                     "recursa: the sandbox runs with resource limits only: no namespaces "
                     "could be created here, so model-written code can read your files, use "
-                    "the network and signal your processes (%s)",
+                    "the network and signal your processes (%s)%s",
                     "; ".join(failures) or sys.platform,
+                    "; running as root of a user namespace that does not map nobody"
+                    if rootless
+                    else "",
+                )
+            elif rootless and not _warned_root:
+                _warned_root = True
+                log.warning(
+                    "recursa: running as root in a user namespace that does not map the "
+                    "user nobody (a rootless container?): the sandbox cannot drop to another "
+                    "user and runs as this namespace's root; isolation: %s",
+                    self._isolation,
                 )
             return worker
         raise SandboxError("could not start a sandbox worker: " + "; ".join(failures))
@@ -189,6 +202,7 @@ class SubprocessSandbox(WorkerSandbox):
             },
             "host_pid": os.getpid(),
             "die_with_parent": level == "process",
+            "init": level == "bubblewrap",  # run as pid 1 (--as-pid-1): see worker.become_init
         }
         env = isolation.worker_env(home, isolation.INSIDE_TMP if inside else str(layout.tmp))
         worker_py = f"{lib}/worker.py"
@@ -197,7 +211,7 @@ class SubprocessSandbox(WorkerSandbox):
             config["unshare"] = isolation.unshare_spec(layout, plan, run_as=run_as)
             worker_py = str(layout.lib / "worker.py")  # it starts outside its new root
         popen: dict[str, Any] = {"env": env, "cwd": str(layout.home)}
-        if run_as and not (level == "unshare" and isolation.running_as_root()):
+        if run_as and not (level == "unshare" and isolation.privileged()):
             popen.update(user=run_as[0], group=run_as[1], extra_groups=[])
         if sys.platform == "win32":
             popen["creationflags"] = 0x00000200  # CREATE_NEW_PROCESS_GROUP
@@ -275,16 +289,26 @@ class SubprocessSandbox(WorkerSandbox):
     ) -> WorkerProcess:
         assert self._context is not None and self._layout is not None
         config["channel"] = {"stdio": True}
-        config["context"]["path"] = str(self._context[0])
+        context_fd = -1
+        if sys.platform == "win32":  # no descriptors to pass: the path (same user)
+            config["context"]["path"] = str(self._context[0])
+        else:  # a descriptor, as on the socket channel: the file is 0600, maybe not ours
+            context_fd = os.open(self._context[0], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            config["context"]["fd"] = context_fd
+            popen = {**popen, "pass_fds": (context_fd,)}
         started = time.perf_counter()
-        with self._layout.log.open("ab") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                *argv(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log_file,
-                **popen,
-            )
+        try:
+            with self._layout.log.open("ab") as log_file:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv(),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log_file,
+                    **popen,
+                )
+        finally:
+            if context_fd >= 0:
+                os.close(context_fd)
         group = ProcessGroup(proc)
         assert proc.stdout is not None and proc.stdin is not None
         try:
@@ -308,6 +332,8 @@ class SubprocessSandbox(WorkerSandbox):
         pid: int,
     ) -> WorkerProcess:
         assert self._config is not None and self._layout is not None
+        if level != "process":  # before any model code: the init that holds its namespace
+            group.hold_namespace(pid)
         link = WorkerLink(reader, writer, self._config.host)
         pidfd = None
         if hasattr(os, "pidfd_open"):
@@ -345,9 +371,12 @@ class SubprocessSandbox(WorkerSandbox):
 
 
 def _kernel_uid(run_as: tuple[int, int] | None) -> int:
-    """The uid the worker's tasks are charged to, whatever namespaces it is in."""
+    """The uid the worker's tasks are charged to, whatever namespaces it is in (-1: not
+    the kernel's root, as the root of a user namespace is not)."""
     if run_as:
         return run_as[0]
+    if isolation.running_as_root() and not isolation.kernel_root():
+        return -1
     return os.geteuid() if hasattr(os, "geteuid") else -1
 
 
@@ -357,8 +386,9 @@ def _name(candidate: Candidate) -> str:
 
 
 def _set_owner(layout: Layout, run_as: tuple[int, int] | None) -> None:
-    """Give the private dir to the user the worker runs as (root hosts only)."""
-    if not isolation.running_as_root():
+    """Give the private dir to the user the worker runs as (root hosts only; a root
+    whose user namespace cannot map that user never gets such a candidate)."""
+    if not isolation.running_as_root() or (run_as and not isolation.can_switch_to(run_as)):
         return
     uid, gid = run_as or (os.geteuid(), os.getegid())
     os.chmod(layout.base, 0o711 if run_as else 0o700)

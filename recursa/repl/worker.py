@@ -13,7 +13,9 @@ path in the config. Start-up, in order:
 1. ``unshare`` isolation level only: enter fresh user, mount, pid, network, ipc and
    uts namespaces, build a private root filesystem from the mount plan, pivot into
    it, drop to an unprivileged user (when started as root) and drop every capability.
-   (The ``bubblewrap`` level gets the same from ``bwrap`` before this process starts.)
+   (The ``bubblewrap`` level gets the same from ``bwrap`` before this process starts,
+   and this process is its pid 1.) pid 1 is made non-dumpable and forks the REPL, so
+   nothing in the sandbox can ptrace it into outliving the host (``become_init``).
 2. apply resource limits (memory, CPU time, processes, file size, open files, no core
    files); they cannot be raised again by the code that runs later.
 3. load the context from an inherited read-only file descriptor (memory-mapped and
@@ -469,10 +471,15 @@ def enter_sandbox(spec: dict[str, Any], inherited: list[int]) -> None:
     libc("unshare", "unshare", flags if privileged else flags | CLONE_NEWUSER)
     if not privileged:
         _map_ids(0, uid, 0, gid)
+        die_with_parent(libc, spec.get("host_pid"))  # kept across new credentials, or set again
+    # The outer process holds the write end: once it is gone, the read end hangs up.
+    outer_alive, outer_holds = os.pipe()
     init = os.fork()
     if init:
+        os.close(outer_alive)
         _wait_and_exit(init, inherited)
     # pid 1 of the new namespace
+    os.close(outer_holds)
     die_with_parent(libc, None)
     _build_root(libc, spec["root"], spec["mounts"])
     hostname = b"sandbox"
@@ -488,16 +495,43 @@ def enter_sandbox(spec: dict[str, Any], inherited: list[int]) -> None:
         libc("prctl(DUMPABLE)", "prctl", PR_SET_DUMPABLE, 1, 0, 0, 0)  # own /proc/self again
         libc("unshare(user)", "unshare", CLONE_NEWUSER)
         _map_ids(new_uid, new_uid, new_gid, new_gid)
+        die_with_parent(libc, None)  # a change of uid cleared the parent-death signal
+    _exit_if_hung_up(outer_alive)  # the outer process died before that signal was set
     try:  # no nested user namespaces (their capabilities are a kernel attack surface)
         with open("/proc/sys/user/max_user_namespaces", "w") as fh:
             fh.write("0")
     except OSError:
         pass
     _drop_capabilities(libc, last_cap)
+    become_init(libc, inherited)
+
+
+def become_init(libc: _Libc, inherited: list[int]) -> None:
+    """As pid 1 of the sandbox's pid namespace: fork the REPL (which returns) and reap.
+
+    pid 1 holds the namespace: while it lives, so may any daemon the REPL starts
+    (``setsid``, double forks), and its parent-death signal is what ends it with the
+    host. So nothing in the namespace may ptrace it or write its memory (to clear that
+    signal, or keep it from exiting): it is made non-dumpable before the REPL exists,
+    and ptrace of a non-dumpable process needs CAP_SYS_PTRACE over its memory, which no
+    process of the sandbox has. The REPL makes itself dumpable again (its own /proc/self).
+    """
+    libc("prctl(DUMPABLE)", "prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)
     worker = os.fork()
     if worker:
         _reap_until(worker, inherited)
+    libc("prctl(DUMPABLE)", "prctl", PR_SET_DUMPABLE, 1, 0, 0, 0)
     die_with_parent(libc, 1)
+
+
+def _exit_if_hung_up(fd: int) -> None:
+    import select
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if poller.poll(0):
+        os._exit(1)
+    os.close(fd)
 
 
 def _map_ids(inner_uid: int, outer_uid: int, inner_gid: int, outer_gid: int) -> None:
@@ -676,6 +710,8 @@ def main(argv: list[str]) -> None:
         sandbox = config.get("unshare")
         if sandbox:
             enter_sandbox(sandbox, inherited)
+        elif config.get("init"):  # bubblewrap --as-pid-1: be the namespace's init
+            become_init(_Libc(), inherited)
         elif config.get("die_with_parent") and sys.platform.startswith("linux"):
             die_with_parent(_Libc(), config.get("host_pid"))
         os.chdir(config["cwd"])
