@@ -8,6 +8,12 @@ Docker. Never a TCP port.
 The worker is an untrusted peer. A frame that does not decode ends the channel (the
 sandbox kills the worker and says why in the cell's error); a call whose request does
 not decode is answered with an error and the channel goes on.
+
+The host's memory is bounded per sandbox, not only per frame: the bytes of every frame
+being read or served (a call's frame is held until its reply is sent) count against
+:data:`MAX_INFLIGHT_BYTES`. A call that would go over it is read off the channel in
+small pieces without being held, and answered with an error (:data:`BUSY`); the REPL
+raises ``HostCallError`` and may retry once its other calls are answered.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
+import re
 from typing import Any
 
 from .base import HostCallback
@@ -35,6 +43,24 @@ from .protocol import (
 
 #: The error a call gets when its cell is interrupted while the host is serving it.
 CANCELLED = "cancelled: the cell was interrupted"
+#: The most bytes of one sandbox's frames the host holds at once (calls being served, the
+#: frame being read); :class:`WorkerLink` takes another limit as ``max_inflight``.
+MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+#: The error a call gets when it would take the host over that limit.
+BUSY = (
+    "refused: this request ({size:,} bytes) would take the host over the {limit:,} bytes "
+    "it holds for one sandbox ({held:,} held by calls in flight); send fewer or smaller "
+    "requests at once"
+)
+#: Frames are read in pieces of this size, so reading one never holds it twice.
+READ_CHUNK = 1 << 20
+#: A frame that is not a call and no larger than this is read even over the limit (a
+#: cell's result must not be lost while its threads' calls are in flight).
+SMALL_FRAME = 1 << 20
+# A worker's Call frame starts with its id (the dataclass field order; see protocol.py):
+# enough to answer a call that is refused unread.
+_CALL_ID = re.compile(rb'\{"id":(\d{1,18}),"name":')
+_HEAD = b'{"id":123456789012345678,"name":'
 
 
 class WorkerGone(Exception):
@@ -87,11 +113,16 @@ class WorkerLink:
         host: HostCallback,
         *,
         max_frame: int = MAX_FRAME_BYTES,
+        max_inflight: int | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._host = host
         self._max_frame = max_frame
+        self._max_inflight = MAX_INFLIGHT_BYTES if max_inflight is None else max_inflight
+        self.held = 0  # bytes of the frames being read or served now
+        self.peak_held = 0
+        self.refused = 0  # calls refused for the in-flight limit
         self._results: collections.deque[asyncio.Future[CellDone]] = collections.deque()
         self._calls: set[asyncio.Task[None]] = set()
         self.gone: str | None = None  # why the channel ended, once it has
@@ -115,14 +146,37 @@ class WorkerLink:
         reason = "the channel closed"
         try:
             while True:
-                frame = await read_frame(self._reader, self._max_frame)
-                if frame is None:
+                try:
+                    header = await self._reader.readexactly(HEADER_BYTES)
+                except asyncio.IncompleteReadError as exc:
+                    if exc.partial:
+                        raise ProtocolError("the stream ended inside a frame header") from None
                     break
+                size = frame_length(header, self._max_frame)
+                head = await self._read_into(b"", min(len(_HEAD), size))
+                call = _CALL_ID.match(bytes(head))
+                # a small frame that is not a call (a cell's result) is always read
+                if self.held + size > self._max_inflight and (call or size > SMALL_FRAME):
+                    await self._refuse(size, len(head), call)
+                    continue
+                self._hold(size)
+                try:
+                    body = await self._read_into(head, size)
+                    text = body.decode("utf-8", "replace")
+                    del body  # hold the frame once at a time: bytes, text, values
+                    frame = decode_frame(text)
+                    del text
+                except BaseException:
+                    self._release(size)
+                    raise
                 if isinstance(frame, Call):
                     task = asyncio.get_running_loop().create_task(self._serve(frame))
                     self._calls.add(task)
                     task.add_done_callback(self._calls.discard)
-                elif isinstance(frame, CellDone) and self._results:
+                    task.add_done_callback(functools.partial(self._released, size))
+                    continue
+                self._release(size)
+                if isinstance(frame, CellDone) and self._results:
                     future = self._results.popleft()
                     if not future.done():
                         future.set_result(frame)
@@ -140,6 +194,53 @@ class WorkerLink:
                 if not future.done():
                     future.set_exception(WorkerGone(reason))
             self.ended.set()
+
+    def _hold(self, size: int) -> None:
+        self.held += size
+        self.peak_held = max(self.peak_held, self.held)
+
+    def _release(self, size: int) -> None:
+        self.held -= size
+
+    def _released(self, size: int, _task: asyncio.Task[None]) -> None:
+        self._release(size)
+
+    async def _read_into(self, head: bytes | bytearray, size: int) -> bytearray:
+        """The ``size`` bytes of a frame's body that begins with ``head``, read in pieces
+        into one buffer of that size (never held twice)."""
+        body = bytearray(size)
+        body[: len(head)] = head
+        pos = len(head)
+        try:
+            while pos < size:
+                chunk = await self._reader.readexactly(min(READ_CHUNK, size - pos))
+                body[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+        except asyncio.IncompleteReadError:
+            raise ProtocolError("the stream ended inside a frame") from None
+        return body
+
+    async def _refuse(self, size: int, read: int, call: re.Match[bytes] | None) -> None:
+        """Read a frame that does not fit off the channel without holding it (``read`` of
+        its bytes are read already); answer it with :data:`BUSY` if it is a call (the REPL
+        goes on), else it is a protocol error."""
+        held = self.held
+        if call is None:  # the channel ends: no need to read the rest
+            raise ProtocolError(
+                f"a frame of {size:,} bytes would take the host over its "
+                f"{self._max_inflight:,}-byte limit for one sandbox"
+            )
+        left = size - read
+        try:
+            while left:
+                left -= len(await self._reader.readexactly(min(READ_CHUNK, left)))
+        except asyncio.IncompleteReadError:
+            raise ProtocolError("the stream ended inside a frame") from None
+        self.refused += 1
+        message = BUSY.format(size=size, limit=self._max_inflight, held=held)
+        if self._send(_error_frame(int(call.group(1)), message)):
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._writer.drain()
 
     async def _serve(self, call: Call) -> None:
         try:

@@ -9,6 +9,7 @@ network. Use it only for trusted models and contexts, where its speed matters
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import threading
 from typing import Any
@@ -70,8 +71,15 @@ class InProcessSandbox:
         outcome: dict[str, Any] = {}
 
         def target() -> None:
-            outcome.update(repl.run(code))
-            loop.call_soon_threadsafe(done.set)
+            # whatever the cell did (rebound ``answer``, broke the REPL), ``done`` is set:
+            # a failure here must never leave the cell waiting for its whole timeout
+            try:
+                outcome.update(repl.run(code))
+            except BaseException as exc:
+                outcome["error"] = f"the REPL failed after the cell: {type(exc).__name__}: {exc}"
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(done.set)
 
         thread = threading.Thread(target=target, name="recursa-cell", daemon=True)
         thread.start()
@@ -107,9 +115,20 @@ def _interrupt(thread: threading.Thread) -> None:
 
 
 def _as_result(outcome: dict[str, Any]) -> CellResult:
+    """The cell's outcome, every field of its type (as a worker's ``CellDone`` is)."""
+    error, final = outcome.get("error"), outcome.get("final")
+    duration = outcome.get("duration_s")
     return CellResult(
-        output=outcome.get("output", ""),
-        error=outcome.get("error"),
-        final=outcome.get("final"),
-        duration_s=outcome.get("duration_s", 0.0),
+        output=_plain(outcome.get("output") or ""),
+        error=None if error is None else _plain(error),
+        final=None if final is None else _plain(final),
+        duration_s=float(duration) if isinstance(duration, int | float) else 0.0,
     )
+
+
+def _plain(value: Any) -> str:
+    try:
+        text = value if isinstance(value, str) else str(value)
+        return text if type(text) is str else str.__str__(text)
+    except Exception:
+        return f"<{type(value).__name__} that could not be read as text>"

@@ -33,8 +33,11 @@ the host as an unencodable ``str``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +48,22 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 MAX_NAME_CHARS = 256
 #: Most prompts in one batch request.
 MAX_BATCH = 100_000
+#: Most entries in a Hello's ``limits``, and the longest str value one may have.
+MAX_LIMITS = 64
+MAX_LIMIT_CHARS = 1_000
+#: The largest pid or call id a frame may carry.
+MAX_ID = 2**63 - 1
+#: The image types a sub-call may carry, by the bytes they must start with (the host
+#: builds a ``data:`` URL from checked bytes only: never a URL the model wrote).
+IMAGE_MAGIC: dict[str, tuple[bytes, ...]] = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),  # and "WEBP" at byte 8
+}
+# A model a sub-call names is a registry name ("provider/name"), never a URL or a path
+# out of a directory: no scheme, no "..", no query, fragment, userinfo or whitespace.
+_MODEL_SPEC = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]*")
 
 
 class ProtocolError(Exception):
@@ -168,25 +187,62 @@ def _names(types: Any) -> str:
 
 
 def _number(msg: dict[str, Any], name: str, what: str = "") -> float:
+    """A duration: a finite, non-negative number."""
     value = _field(msg, name, (int, float), 0.0, what)
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:  # an int too big for a float
         raise ProtocolError(f"{what or msg.get('op')!s:.40}: {name!r} is out of range") from None
+    if not math.isfinite(number) or number < 0:
+        raise ProtocolError(f"{what or msg.get('op')!s:.40}: {name!r} is out of range")
+    return number
 
 
-def decode_frame(body: bytes) -> Frame:
+def _id(msg: dict[str, Any], name: str) -> int:
+    value: int = _field(msg, name, int)
+    if not 0 <= value <= MAX_ID:
+        raise ProtocolError(f"{msg.get('op')!s:.40}: {name!r} is out of range")
+    return value
+
+
+def _limits(msg: dict[str, Any]) -> dict[str, Any]:
+    """A Hello's ``limits``: a few str keys with short scalar values."""
+    limits: dict[str, Any] = _field(msg, "limits", dict, {})
+    if len(limits) > MAX_LIMITS:
+        raise ProtocolError(f"hello: more than {MAX_LIMITS} limits")
+    for key, value in limits.items():
+        if not isinstance(key, str) or len(key) > MAX_NAME_CHARS:
+            raise ProtocolError("hello: a limit's name must be a short str")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProtocolError(f"hello: limit {key[:40]!r} must be finite")
+        if isinstance(value, str):
+            if len(value) > MAX_LIMIT_CHARS:
+                raise ProtocolError(f"hello: limit {key[:40]!r} is too long")
+        elif value is not None and not isinstance(value, bool | int | float):
+            raise ProtocolError(f"hello: limit {key[:40]!r} must be a number, str or bool")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ID:
+            raise ProtocolError(f"hello: limit {key[:40]!r} is out of range")
+    return dict(limits)
+
+
+def decode_frame(body: bytes | bytearray | str) -> Frame:
     """One frame's body (after its header) as a message; :class:`ProtocolError` if it is not
-    a JSON object of a known ``op`` with fields of the right types."""
+    a JSON object of a known ``op`` with fields of the right types. ``body`` may be the
+    body already decoded as UTF-8 (with U+FFFD for bad bytes)."""
     try:
-        msg = json.loads(body.decode("utf-8", "replace"))
+        msg = json.loads(body if isinstance(body, str) else body.decode("utf-8", "replace"))
     except RecursionError:
         raise ProtocolError("a frame is nested too deeply") from None
     except ValueError as exc:
         raise ProtocolError(f"a frame is not JSON: {str(exc)[:200]}") from None
     if not isinstance(msg, dict):
         raise ProtocolError("a frame is not a JSON object")
-    return _frame(msg)
+    try:
+        return _frame(msg)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # any other surprise in a peer's frame is a protocol error too
+        raise ProtocolError(f"a frame does not decode: {type(exc).__name__}") from None
 
 
 def _frame(msg: dict[str, Any]) -> Frame:
@@ -195,14 +251,13 @@ def _frame(msg: dict[str, Any]) -> Frame:
         return RunCell(_field(msg, "code", str))
     if op == "reply":
         error = _field(msg, "error", str, None)
-        return Reply(_field(msg, "id", int), None if error is not None else msg.get("ok"), error)
+        return Reply(_id(msg, "id"), None if error is not None else msg.get("ok"), error)
     if op == "close":
         return Close()
     if op == "hello":
-        return Hello(_field(msg, "pid", int), _number(msg, "context_s"),
-                     _field(msg, "limits", dict, {}))  # fmt: skip
+        return Hello(_id(msg, "pid"), _number(msg, "context_s"), _limits(msg))
     if op == "call":
-        return Call(_field(msg, "id", int), _field(msg, "name", str), _field(msg, "payload", dict))
+        return Call(_id(msg, "id"), _field(msg, "name", str), _field(msg, "payload", dict))
     if op == "result":
         return CellDone(
             output=_field(msg, "output", str, ""),
@@ -328,12 +383,47 @@ def _prompts(payload: dict[str, Any], what: str) -> tuple[str, ...]:
 
 def _image(value: Any, what: str) -> ImageData:
     if (
-        not isinstance(value, dict)
-        or not isinstance(value.get("__recursa_image__"), str)
-        or not isinstance(value.get("base64"), str)
+        type(value) is not dict
+        or set(value) != {"__recursa_image__", "base64"}
+        or type(value["__recursa_image__"]) is not str
+        or type(value["base64"]) is not str
     ):
         raise ProtocolError(f"{what}: an image must come from the context (Image objects)")
-    return ImageData(value["__recursa_image__"], value["base64"])
+    # the type and the encoding here; the host checks the bytes' magic when it builds the
+    # message (check_image), so nothing but a checked image ever reaches a provider
+    return ImageData(*check_image(value["__recursa_image__"], value["base64"], what, magic=False))
+
+
+def check_image(
+    mime: Any, data: Any, what: str = "image", *, magic: bool = True
+) -> tuple[str, str]:
+    """``(mime, base64)`` of an image a sub-call may carry, re-encoded from its checked
+    bytes: ``mime`` from :data:`IMAGE_MAGIC`, ``data`` valid base64 of bytes that start
+    with that type's magic (unless ``magic`` is False). :class:`ProtocolError` for anything
+    else (a URL, text, a type the bytes are not)."""
+    if type(mime) is not str or mime not in IMAGE_MAGIC:
+        raise ProtocolError(
+            f"{what}: an image must be one of {', '.join(IMAGE_MAGIC)}, not {str(mime)[:40]!r}"
+        )
+    if type(data) is not str or not data.isascii():
+        raise ProtocolError(f"{what}: an image's data must be base64 text")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(f"{what}: an image's data is not valid base64") from None
+    webp = mime != "image/webp" or raw[8:12] == b"WEBP"
+    if magic and (not raw.startswith(IMAGE_MAGIC[mime]) or not webp):
+        raise ProtocolError(f"{what}: the image's bytes are not {mime}")
+    return mime, base64.b64encode(raw).decode("ascii")
+
+
+def _model_field(payload: dict[str, Any], what: str) -> str | None:
+    spec = _name_field(payload, "model", what)
+    if spec is not None and (
+        not _MODEL_SPEC.fullmatch(spec) or "//" in spec or ".." in spec.split("/")
+    ):
+        raise ProtocolError(f"{what}: {spec[:60]!r} is not a model name (provider/name)")
+    return spec
 
 
 def _budget(value: Any, what: str) -> BudgetLimits | None:
@@ -343,7 +433,7 @@ def _budget(value: Any, what: str) -> BudgetLimits | None:
         raise ProtocolError(f"{what}: budget must be a Budget(...) or a dict")
     unknown = set(value) - {"usd", "tokens", "seconds", "calls"}
     if unknown:
-        raise ProtocolError(f"{what}: unknown budget field {sorted(unknown)[0]!r:.40}")
+        raise ProtocolError(f"{what}: unknown budget field {sorted(map(repr, unknown))[0]:.40}")
     for key, val in value.items():
         if val is None:
             continue
@@ -365,8 +455,17 @@ def _budget(value: Any, what: str) -> BudgetLimits | None:
 
 def decode_request(name: str, payload: dict[str, Any]) -> HostRequest:
     """The typed request a :class:`Call` carries; :class:`ProtocolError` when ``name`` is
-    unknown or a field has the wrong type or size."""
-    what = str(name)[:40]
+    unknown or a field has the wrong type or size (never any other exception)."""
+    try:
+        return _request(name, payload)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # an ill-typed value deeper down (in-process calls skip JSON)
+        raise ProtocolError(f"a host request does not decode: {type(exc).__name__}") from None
+
+
+def _request(name: str, payload: dict[str, Any]) -> HostRequest:
+    what = name[:40] if type(name) is str else type(name).__name__
     if not isinstance(name, str):
         raise ProtocolError(f"a host function name must be str, not {type(name).__name__}")
     if not isinstance(payload, dict):
@@ -375,12 +474,12 @@ def decode_request(name: str, payload: dict[str, Any]) -> HostRequest:
         images = _field(payload, "images", list, [], what)
         return LlmQuery(
             prompt=_field(payload, "prompt", str, what=what),
-            model=_name_field(payload, "model", what),
+            model=_model_field(payload, what),
             images=tuple(_image(i, what) for i in images),
             group=_name_field(payload, "group", what),
         )
     if name == "llm_batch":
-        return LlmBatch(_prompts(payload, what), _name_field(payload, "model", what))
+        return LlmBatch(_prompts(payload, what), _model_field(payload, what))
     if name == "rlm_query":
         return RlmQuery(
             prompt=_field(payload, "prompt", str, what=what),

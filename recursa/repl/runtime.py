@@ -79,14 +79,38 @@ class Image:
 
     @classmethod
     def from_json(cls, value: dict[str, str]) -> Image:
-        return cls(base64.b64decode(value["base64"]), value[cls.JSON_TAG])
+        return cls(base64.b64decode(value["base64"], validate=True), str(value[cls.JSON_TAG]))
+
+
+#: The image types a sub-call may carry, by the bytes they start with.
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def image_mime(data: bytes) -> str | None:
+    """The MIME type of image bytes, from their magic; None for anything else."""
+    for magic, mime in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def materialize(value: Any) -> Any:
-    """Turn the JSON form of a context back into Python values (images into :class:`Image`)."""
+    """Turn the JSON form of a context back into Python values (images into :class:`Image`).
+
+    A tagged dict that is not a well-formed image stays a dict (a context is data)."""
     if isinstance(value, dict):
         if Image.JSON_TAG in value:
-            return Image.from_json(value)
+            try:
+                return Image.from_json(value)
+            except (TypeError, ValueError, KeyError):
+                pass
         return {k: materialize(v) for k, v in value.items()}
     if isinstance(value, list):
         return [materialize(v) for v in value]
@@ -173,6 +197,20 @@ def _install_streams() -> None:
             sys.stderr = _ThreadStream(sys.stderr)
 
 
+_MISSING: Any = object()
+
+
+def _short(value: Any) -> str:
+    """A short, safe description of a value the model set (no user ``repr`` runs)."""
+    if value is None or type(value) in (bool, int, float):
+        text = repr(value)
+        if len(text) <= 40:
+            return text
+    if type(value) is str and len(value) <= 40:
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, str | list | dict | tuple | set | bytes):
         return f"{type(value).__name__}, len {len(value):,}"
@@ -214,6 +252,8 @@ class Repl:
             ns[tool["name"]] = self._tool_stub(tool)
         self.namespace = ns
         self._reserved = set(ns)
+        self._answer_content: Any = ""
+        self._ready_noted: str | None = None
         _install_streams()
 
     # -- functions visible to the model --------------------------------------
@@ -352,14 +392,71 @@ class Repl:
             error = _format_traceback(exc, filename)
         finally:
             local.buffer = None
-        if final is None and self.namespace.get("answer", {}).get("ready") is True:
-            final = _as_answer(self.namespace["answer"].get("content", ""))
+        output = buffer.getvalue()
+        try:
+            ready, note = self._settle_answer()
+        except BaseException as exc:  # a hostile __str__, an interrupt: never lose the REPL
+            self.namespace["answer"] = {"content": "", "ready": False}
+            self._answer_content = ""
+            ready, note = None, f"`answer` could not be read ({type(exc).__name__}); it is reset"
+        if final is None:
+            final = ready
+        if note:
+            output += ("\n" if output and not output.endswith("\n") else "") + f"[{note}]"
+        try:
+            final = None if final is None else _as_answer(final)
+        except BaseException:
+            final, error = None, (error or "") + "\nthe final answer could not be read as text"
         return {
-            "output": buffer.getvalue(),
-            "error": error,
+            "output": _plain(output),
+            "error": None if error is None else _cap_middle(_plain(error), self.max_output_chars),
             "final": final,
             "duration_s": time.perf_counter() - start,
         }
+
+    def _settle_answer(self) -> tuple[str | None, str | None]:
+        """Read ``answer`` after a cell: the final answer if ``answer["ready"] is True``,
+        and a note for the model when the cell broke its shape.
+
+        ``answer`` always stays a dict, so the REPL (and the host, which reads
+        ``answer["content"]`` when a run stops early) survives any rebinding: a str or a
+        number assigned to ``answer`` becomes ``answer["content"]``; anything else, or a
+        ``del answer``, restores the dict with the content it held before.
+        """
+        ns = self.namespace
+        value = ns.get("answer", _MISSING)
+        if isinstance(value, dict):
+            content = dict.get(value, "content", "")
+            ready = dict.get(value, "ready", False)
+            if type(value) is not dict:
+                ns["answer"] = {"content": content, "ready": ready}
+            self._answer_content = content
+            if ready is True:
+                return _as_answer(content), None
+            if ready is False or ready is None:
+                self._ready_noted = None
+                return None, None
+            shown = _short(ready)
+            if shown == self._ready_noted:  # told once, not after every later cell
+                return None, None
+            self._ready_noted = shown
+            return None, (
+                f'answer["ready"] is {shown}, not True: the run goes on; '
+                'set answer["ready"] = True to finish'
+            )
+        shape = '`answer` must stay a dict: {"content": ..., "ready": False}'
+        if isinstance(value, str) or (
+            isinstance(value, int | float) and not isinstance(value, bool)
+        ):
+            self._answer_content = _as_answer(value)
+            ns["answer"] = {"content": self._answer_content, "ready": False}
+            return None, (
+                f'{shape}. Your {type(value).__name__} is now answer["content"]; set '
+                'answer["ready"] = True (or call FINAL(...)) to finish with it'
+            )
+        ns["answer"] = {"content": self._answer_content, "ready": False}
+        what = "was deleted" if value is _MISSING else f"was set to {_short(value)}"
+        return None, f"{shape}. It {what}, so it is restored with its previous content"
 
     def _execute(self, code: str, filename: str) -> None:
         tree = ast.parse(code, filename, "exec")
@@ -375,11 +472,25 @@ class Repl:
 
 
 def _image_json(value: Any) -> dict[str, str]:
+    """An image for ``llm_query(images=...)``: its bytes must be a PNG, JPEG, GIF or WebP
+    image, and its type is what the bytes say (the host checks it again and builds the
+    data URL itself; a URL or any other content is never sent)."""
     if isinstance(value, Image):
-        return value.to_json()
-    if isinstance(value, bytes):
-        return Image(value).to_json()
-    raise TypeError(f"images= wants Image objects from the context or bytes, not {type(value)}")
+        data: Any = value.data
+    elif isinstance(value, bytes | bytearray | memoryview):
+        data = value
+    else:
+        raise TypeError(
+            f"images= wants Image objects from the context or image bytes, not "
+            f"{type(value).__name__}"
+        )
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"an Image's data must be bytes, not {type(data).__name__}")
+    data = bytes(data)
+    mime = image_mime(data)
+    if mime is None:
+        raise ValueError("images= takes PNG, JPEG, GIF or WebP image data only")
+    return {Image.JSON_TAG: mime, "base64": base64.b64encode(data).decode("ascii")}
 
 
 def _jsonable(value: Any) -> Any:
@@ -393,19 +504,36 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _plain(text: str) -> str:
+    """``text`` as an exact ``str`` (a str subclass could override its methods)."""
+    return text if type(text) is str else str.__str__(text)
+
+
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+    """A prompt as plain text: whatever the model passes (a list of "content parts", a
+    dict with a URL) is its text, never a structure the provider would interpret."""
+    return _plain(value if isinstance(value, str) else str(value))
 
 
 def _as_answer(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return _plain(value)
     if isinstance(value, dict | list):
         try:
-            return json.dumps(value, ensure_ascii=False)
-        except (TypeError, ValueError):
-            return str(value)
-    return str(value)
+            return _plain(json.dumps(value, ensure_ascii=False))
+        except (TypeError, ValueError, RecursionError):
+            return _plain(str(value))
+    return _plain(str(value))
+
+
+def _cap_middle(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters in the middle (a traceback's last line
+    says what failed), with a note of what was cut."""
+    if len(text) <= limit:
+        return text
+    half = max(1, limit // 2)
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n[... {cut:,} characters cut ...]\n{text[-half:]}"
 
 
 def _batch_results(results: Any) -> list[Any]:
