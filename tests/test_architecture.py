@@ -67,6 +67,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     4: (  # surfaces over the facade
         "recursa.cli",
         "recursa.cli_options",
+        "recursa.cache_cli",
         "recursa.serve",
         "recursa.bench.*",
         "recursa.demo",

@@ -1,13 +1,23 @@
 """A persistent response cache: a request seen before is answered from SQLite, for free.
 
 :class:`CachedModel` wraps any :class:`~recursa.models.base.Model`. A request's
-key is the SHA-256 of the model spec, the messages and the sampling parameters
-(``max_tokens``, ``temperature``); different in any of them is a miss. A hit
-returns the stored reply as a :class:`~recursa.models.base.Completion` with
-``cache_hit=True``, the token counts recorded when it was first asked and
-``cost_usd=0.0``: the ledger counts it as a call (tokens describe the work the
-answer stands for, and token budgets see them), but nothing was spent. Only
-successful replies are stored; errors are never cached. A model with a
+key is the SHA-256 of the key version, the model spec, where the replies come
+from (the model's ``cache_identity``: provider, model and endpoint, so the same
+model name on another server is another key), the messages and the sampling
+parameters (``max_tokens``, ``temperature``); different in any of them is a miss.
+Entries written under an older key version are never served (their keys cannot
+match); ``recursa cache stats`` counts them as stale and ``recursa cache clear``
+removes them.
+
+A hit returns the stored reply as a :class:`~recursa.models.base.Completion` with
+``cache_hit=True`` and the token counts recorded when it was first asked: the
+ledger counts it as a call (tokens describe the work the answer stands for, and
+token budgets see them). Its ``cost_usd`` keeps the meaning it has on a miss,
+what was spent: ``0.0`` when the model is priced, ``None`` when it is not (an
+unknown price stays unknown). What a hit saved is kept apart: the trace marks the
+call ``cached``, and the cache counts each entry's hits, so ``recursa cache
+stats`` shows the hits and the USD they saved. Only successful replies are
+stored; errors are never cached. A model with a
 temperature replays its first sample: that is the point of a cache, so turn it
 off when you want fresh samples.
 
@@ -34,6 +44,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,7 +55,8 @@ from .base import Completion, Message, Model, ModelWrapper
 logger = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.sqlite"
-KEY_VERSION = "recursa-response-cache/1"
+KEY_VERSION = "recursa-response-cache/2"
+KEY_VERSION_NUMBER = 2
 BUSY_TIMEOUT_S = 30.0
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -81,6 +93,15 @@ def m002_responses_spec_index(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX responses_spec ON responses (spec)")
 
 
+@migration
+def m003_responses_endpoint_and_hits(db: sqlite3.Connection) -> None:
+    # Rows from before have key version 1: their keys never match again.
+    db.execute("ALTER TABLE responses ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE responses ADD COLUMN endpoint TEXT")
+    db.execute("ALTER TABLE responses ADD COLUMN hits INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE responses ADD COLUMN last_hit_at REAL")
+
+
 def default_cache_path() -> Path:
     """``$RECURSA_CACHE_DIR``, ``$XDG_CACHE_HOME/recursa`` or ``~/.cache/recursa``, + the file."""
     if directory := os.environ.get("RECURSA_CACHE_DIR"):
@@ -89,23 +110,73 @@ def default_cache_path() -> Path:
     return Path(base).expanduser() / "recursa" / CACHE_FILE
 
 
+def cache_identity(model: Model) -> dict[str, Any]:
+    """Where ``model``'s replies come from: its ``cache_identity`` (a
+    :class:`~recursa.models.base.BaseModel` gives provider, model and base URL), a
+    wrapper's inner model's, or just the spec for a model that says nothing more."""
+    seen = 0
+    current: Any = model
+    while seen < 16:
+        identity = getattr(current, "cache_identity", None)
+        if isinstance(identity, dict):
+            return identity
+        inner = getattr(current, "inner", None)
+        if inner is None:
+            break
+        current, seen = inner, seen + 1
+    return {"spec": model.spec}
+
+
 def cache_key(
     spec: str,
     messages: Sequence[Message],
     *,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> str:
-    """SHA-256 (hex) of everything that shapes a reply: model, messages, sampling parameters."""
+    """SHA-256 (hex) of everything that shapes a reply: the key version, the model and
+    where it is served (``identity``, see :func:`cache_identity`), the messages and the
+    sampling parameters."""
     payload = {
         "v": KEY_VERSION,
         "model": spec,
+        "identity": identity,
         "messages": list(messages),
         "max_tokens": max_tokens,
         "temperature": temperature,
     }
-    data = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    data = json.dumps(
+        payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What :meth:`ResponseCache.stats` reports. ``saved_usd`` sums what the hits would
+    have cost (``None`` when no hit was priced); ``unpriced_hits`` had no price."""
+
+    path: Path
+    entries: int
+    stale_entries: int
+    hits: int
+    saved_usd: float | None
+    unpriced_hits: int
+    size_bytes: int
+    by_model: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "entries": self.entries,
+            "stale_entries": self.stale_entries,
+            "hits": self.hits,
+            "saved_usd": self.saved_usd,
+            "unpriced_hits": self.unpriced_hits,
+            "size_bytes": self.size_bytes,
+            "by_model": self.by_model,
+        }
 
 
 class ResponseCache:
@@ -194,39 +265,46 @@ class ResponseCache:
 
     # -- reading and writing (blocking; the async forms run them in a thread) --
     def get(self, key: str) -> Completion | None:
-        """The stored reply for ``key`` as a free cache hit, or ``None``."""
+        """The stored reply for ``key`` as a cache hit (nothing spent: cost ``0.0``, or
+        ``None`` when the model was unpriced), or ``None``; a hit is counted."""
         with self._lock:
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT text, model, input_tokens, output_tokens, cached_tokens "
-                    "FROM responses WHERE key = ?",
-                    (key,),
-                )
-                .fetchone()
-            )
+            db = self._connection()
+            row = db.execute(
+                "SELECT text, model, input_tokens, output_tokens, cached_tokens, cost_usd "
+                "FROM responses WHERE key = ? AND key_version = ?",
+                (key, KEY_VERSION_NUMBER),
+            ).fetchone()
             if row is None:
                 self.misses += 1
                 return None
             self.hits += 1
-        text, model, input_tokens, output_tokens, cached_tokens = row
+            try:
+                db.execute(
+                    "UPDATE responses SET hits = hits + 1, last_hit_at = ? WHERE key = ?",
+                    (time.time(), key),
+                )
+            except sqlite3.Error as exc:  # a read-only or busy file still serves hits
+                logger.debug("response cache %s: hit not counted: %s", self.path, exc)
+        text, model, input_tokens, output_tokens, cached_tokens, cost_usd = row
         return Completion(
             text=text,
             model=model,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cached_tokens=cached_tokens,
-            cost_usd=0.0,
+            cost_usd=None if cost_usd is None else 0.0,
             cache_hit=True,
         )
 
-    def put(self, key: str, spec: str, completion: Completion) -> None:
+    def put(
+        self, key: str, spec: str, completion: Completion, *, endpoint: str | None = None
+    ) -> None:
         """Store a reply (its original cost too, for the record); a later put replaces it."""
         with self._lock:
             self._connection().execute(
                 "INSERT OR REPLACE INTO responses (key, spec, text, model, input_tokens, "
-                "output_tokens, cached_tokens, cost_usd, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "output_tokens, cached_tokens, cost_usd, created_at, key_version, endpoint) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     spec,
@@ -237,14 +315,55 @@ class ResponseCache:
                     completion.cached_tokens,
                     completion.cost_usd,
                     time.time(),
+                    KEY_VERSION_NUMBER,
+                    endpoint,
                 ),
             )
 
     async def aget(self, key: str) -> Completion | None:
         return await asyncio.to_thread(self.get, key)
 
-    async def aput(self, key: str, spec: str, completion: Completion) -> None:
-        await asyncio.to_thread(self.put, key, spec, completion)
+    async def aput(
+        self, key: str, spec: str, completion: Completion, *, endpoint: str | None = None
+    ) -> None:
+        await asyncio.to_thread(self.put, key, spec, completion, endpoint=endpoint)
+
+    def stats(self) -> CacheStats:
+        """What the file holds: entries (and stale ones), size on disk, hits, USD saved."""
+        with self._lock:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT count(*), coalesce(sum(key_version != ?), 0), coalesce(sum(hits), 0), "
+                    "sum(hits * cost_usd), coalesce(sum(hits * (cost_usd IS NULL)), 0) "
+                    "FROM responses",
+                    (KEY_VERSION_NUMBER,),
+                )
+                .fetchone()
+            )
+            models = self._connection().execute(
+                "SELECT spec, count(*) FROM responses GROUP BY spec ORDER BY spec"
+            )
+            by_model = {str(spec): int(n) for spec, n in models}
+        entries, stale, hits, saved, unpriced_hits = row
+        return CacheStats(
+            path=self.path,
+            entries=int(entries),
+            stale_entries=int(stale),
+            hits=int(hits),
+            saved_usd=float(saved) if saved is not None else (None if hits else 0.0),
+            unpriced_hits=int(unpriced_hits),
+            size_bytes=self.size_on_disk(),
+            by_model=by_model,
+        )
+
+    def size_on_disk(self) -> int:
+        """Bytes of the database file and its WAL and shared-memory files."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(f"{self.path}{suffix}")
+        return total
 
     def __len__(self) -> int:
         with self._lock:
@@ -260,6 +379,21 @@ class ResponseCache:
             else:
                 cursor = db.execute("DELETE FROM responses WHERE spec = ?", (spec,))
         return cursor.rowcount
+
+    def clear_stale(self) -> int:
+        """Delete the entries written under an older key version (never served again)."""
+        with self._lock:
+            cursor = self._connection().execute(
+                "DELETE FROM responses WHERE key_version != ?", (KEY_VERSION_NUMBER,)
+            )
+        return cursor.rowcount
+
+    def compact(self) -> None:
+        """Give the space of deleted entries back to the disk (``VACUUM``)."""
+        with self._lock:
+            db = self._connection()
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("VACUUM")
 
     def applied_migrations(self) -> list[str]:
         with self._lock:
@@ -320,6 +454,9 @@ class CachedModel(ModelWrapper):
     def __init__(self, inner: Model, cache: ResponseCache) -> None:
         super().__init__(inner)
         self.cache = cache
+        self.identity = cache_identity(inner)
+        base_url = self.identity.get("base_url")
+        self._endpoint = base_url if isinstance(base_url, str) else None
 
     def __repr__(self) -> str:
         return f"<CachedModel {self.inner!r} in {self.cache.path}>"
@@ -331,7 +468,13 @@ class CachedModel(ModelWrapper):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> Completion:
-        key = cache_key(self.spec, messages, max_tokens=max_tokens, temperature=temperature)
+        key = cache_key(
+            self.spec,
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            identity=self.identity,
+        )
         try:
             hit = await self.cache.aget(key)
         except sqlite3.Error as exc:
@@ -343,7 +486,7 @@ class CachedModel(ModelWrapper):
             messages, max_tokens=max_tokens, temperature=temperature
         )
         try:
-            await self.cache.aput(key, self.spec, completion)
+            await self.cache.aput(key, self.spec, completion, endpoint=self._endpoint)
         except sqlite3.Error as exc:
             logger.warning("response cache %s: store failed: %s", self.cache.path, exc)
         return completion

@@ -654,6 +654,12 @@ class LocalModel(BaseModel):
         self.max_output_tokens = max_output_tokens
         self._engine: Engine | None = None
 
+    @property
+    def cache_identity(self) -> dict[str, Any]:
+        """The response cache's key: the weights (a file's path, or a known model) and
+        the seed its samples use."""
+        return {**super().cache_identity, "path": str(self._path or ""), "seed": self.seed}
+
     def load(self) -> Engine:
         """Join the weights if needed and load the shared engine (blocking; idempotent)."""
         if self._engine is None:

@@ -145,22 +145,32 @@ async def test_errors_are_not_cached(tmp_path: Path) -> None:
 
 def test_migrations_table(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
+    names = [name for name, _ in MIGRATIONS]
+    assert names[:3] == [
+        "m001_responses",
+        "m002_responses_spec_index",
+        "m003_responses_endpoint_and_hits",
+    ]
     with ResponseCache(path) as cache:
-        assert cache.applied_migrations() == [name for name, _ in MIGRATIONS]
+        assert cache.applied_migrations() == names
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT name, applied_at FROM migrations").fetchall()
-        assert [r[0] for r in rows] == ["m001_responses", "m002_responses_spec_index"]
+        assert [r[0] for r in rows] == names
         assert all(r[1] > 0 for r in rows)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         # An older database: only the first migration applied.
         db.execute("DROP INDEX responses_spec")
-        db.execute("DELETE FROM migrations WHERE name = 'm002_responses_spec_index'")
+        db.execute("ALTER TABLE responses DROP COLUMN key_version")
+        db.execute("ALTER TABLE responses DROP COLUMN endpoint")
+        db.execute("ALTER TABLE responses DROP COLUMN hits")
+        db.execute("ALTER TABLE responses DROP COLUMN last_hit_at")
+        db.execute("DELETE FROM migrations WHERE name != 'm001_responses'")
     db.close()
     with ResponseCache(path) as cache:
-        assert cache.applied_migrations() == ["m001_responses", "m002_responses_spec_index"]
+        assert cache.applied_migrations() == names
         cache.put("k", "openai/m", Completion("t", "openai/m"))
     with ResponseCache(path) as cache:  # reopening applies nothing twice
-        assert cache.applied_migrations() == ["m001_responses", "m002_responses_spec_index"]
+        assert cache.applied_migrations() == names
         assert cache.get("k") is not None
 
 
