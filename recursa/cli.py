@@ -1,6 +1,7 @@
 """The ``recursa`` command line: run, and the tools around a run.
 
-Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 130 interrupted.
+Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP).
 Results go to stdout; progress, warnings and errors to stderr.
 """
 
@@ -26,6 +27,8 @@ from .cli_options import (
     path_or_default,
     rlm_options,
     settings_from_options,
+    stop_signals_interrupt,
+    stopped_by_signal,
 )
 from .errors import ConfigError, RecursaError
 
@@ -242,33 +245,42 @@ def chat(context_arg: str, trace: str | None, **options: Any) -> None:
 
     Type a question and press Enter; an empty line or Ctrl-D ends the session.
     """
-    from .progress import progress_sinks
-
     if context_arg == "-":
         fail("chat reads questions from standard input: give --context a file", EXIT_USAGE)
     with exit_codes():
         rlm = build_rlm(options, trace=path_or_default(trace))
         session = rlm.session(_read_context(context_arg))
     interactive = sys.stdin.isatty()
+    received: list[int] = []  # SIGTERM / SIGHUP end the session as Ctrl-C does
     try:
-        while True:
-            try:
-                question = input("you> " if interactive else "")
-            except EOFError:
-                break
-            if not question.strip():
-                break
-            try:
-                with progress_sinks(interactive) as sinks:
-                    result = session.completion(question, sinks=sinks)
-            except RecursaError as exc:
-                click.echo(f"recursa: error: {exc}", err=True)
-                continue
-            click.echo(f"recursa> {result.answer}" if interactive else result.answer)
+        with stop_signals_interrupt(received):
+            _chat_loop(session, interactive)
     except KeyboardInterrupt:
-        click.echo("", err=True)
+        if not received:
+            click.echo("", err=True)  # after the ^C the terminal shows
     finally:
         session.close()
+    stopped_by_signal(received)
+
+
+def _chat_loop(session: Any, interactive: bool) -> None:
+    """Questions from standard input until an empty line or EOF."""
+    from .progress import progress_sinks
+
+    while True:
+        try:
+            question = input("you> " if interactive else "")
+        except EOFError:
+            return
+        if not question.strip():
+            return
+        try:
+            with progress_sinks(interactive) as sinks:
+                result = session.completion(question, sinks=sinks)
+        except RecursaError as exc:
+            click.echo(f"recursa: error: {exc}", err=True)
+            continue
+        click.echo(f"recursa> {result.answer}" if interactive else result.answer)
 
 
 @main.command()
@@ -455,6 +467,15 @@ def _register_bench() -> None:
 
 
 _register_bench()
+
+
+def _register_cache() -> None:
+    from .cache_cli import cache
+
+    main.add_command(cache)
+
+
+_register_cache()
 
 
 def entry() -> NoReturn:

@@ -7,14 +7,17 @@ takes a subset of the same option objects (with its own help where the meaning
 narrows), so a flag is declared, checked and turned into
 :class:`~recursa.settings.Settings` in one place.
 
-Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 130 interrupted.
+Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +55,16 @@ def exit_codes(
     """Turn what the block raises into the CLI's one-line error and exit code.
 
     :class:`~recursa.errors.ConfigError` (and the ``usage`` exception types) exit 2,
-    any other :class:`~recursa.errors.RecursaError` 1, Ctrl-C 130 with ``interrupted``.
+    any other :class:`~recursa.errors.RecursaError` 1, Ctrl-C 130 with ``interrupted``;
+    SIGTERM and SIGHUP stop the block as Ctrl-C does and exit 143 and 129.
     With ``os_error`` an :class:`OSError` exits 1 as ``"{os_error}: {strerror}"`` (a
     port that cannot be bound); otherwise it propagates.
     """
     usage_errors: tuple[type[Exception], ...] = (ConfigError, *usage)
+    received: list[int] = []
     try:
-        yield
+        with stop_signals_interrupt(received):
+            yield
     except usage_errors as exc:
         fail(str(exc), EXIT_USAGE)
     except RecursaError as exc:
@@ -68,7 +74,62 @@ def exit_codes(
             raise
         fail(f"{os_error}: {exc.strerror or exc}", EXIT_FAILED)
     except KeyboardInterrupt:
+        stopped_by_signal(received, interrupted)
         fail(interrupted, EXIT_INTERRUPTED)
+
+
+def stopped_by_signal(received: list[int], message: str = "interrupted") -> None:
+    """After a SIGTERM or SIGHUP (in ``received``): one line, exit 128 + N, as a shell
+    reports a death by signal N."""
+    if received:
+        fail(f"{message} ({_signal_name(received[0])})", 128 + received[0])
+
+
+#: Signals that stop a command the way Ctrl-C does (cleanup, run_end, one line), with
+#: exit status 128 + N: SIGTERM 143, SIGHUP 129.
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt(received: list[int]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP do what SIGINT does.
+
+    Inside ``asyncio.run`` SIGINT cancels the main task, so every ``finally`` runs
+    (sandboxes close, context files go, the trace gets its ``run_end``) before
+    ``KeyboardInterrupt`` comes out; outside it SIGINT raises ``KeyboardInterrupt``.
+    The handler calls whatever handles SIGINT at that moment, so it does the same.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not stop:
+            handler(signal.SIGINT, frame)  # asyncio's: cancel the main task (a 2nd: raise)
+        else:  # SIGINT ignored or left to the OS: stop as its default handler would
+            signal.default_int_handler(signal.SIGINT, frame)
+
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            with contextlib.suppress(OSError, ValueError):
+                previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(signum, handler)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def default_model() -> str:
@@ -91,6 +152,28 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None and value <= 0:
         raise click.BadParameter(f"must be positive, got {value}")
     return value
+
+
+def _prices(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> dict[str, tuple[float, float]]:
+    prices: dict[str, tuple[float, float]] = {}
+    for item in value or ():
+        spec, sep, pair = item.rpartition("=")
+        numbers = pair.split(",")
+        try:
+            if not sep or not spec or len(numbers) != 2:
+                raise ValueError
+            given = (float(numbers[0]), float(numbers[1]))
+        except ValueError:
+            raise click.BadParameter(
+                f"{item!r}: expected MODEL=IN,OUT (USD per million tokens), "
+                "e.g. openai/my-model=0.25,2.0"
+            ) from None
+        if not all(0 <= p < float("inf") for p in given):
+            raise click.BadParameter(f"{item!r}: prices must be non-negative numbers")
+        prices[spec] = given
+    return prices
 
 
 @dataclass(frozen=True)
@@ -216,6 +299,46 @@ RUN_OPTIONS: dict[str, RunOption] = {
             "help": "Sub-calls in flight per model.",
         },
     ),
+    "request_timeout": RunOption(
+        ("--request-timeout",),
+        {
+            "default": 300.0,
+            "show_default": True,
+            "type": float,
+            "callback": _positive,
+            "help": "Seconds one model request may take before it is retried (never past "
+            "--budget-seconds).",
+        },
+    ),
+    "max_children": RunOption(
+        ("--max-children",),
+        {
+            "default": None,
+            "type": click.IntRange(min=1),
+            "help": "Child RLMs (rlm_query/rlm_batch sandboxes) running at once per depth "
+            "(default: one per core, at least 2).",
+        },
+    ),
+    "prices": RunOption(
+        ("--price", "prices"),
+        {
+            "multiple": True,
+            "metavar": "MODEL=IN,OUT",
+            "callback": _prices,
+            "help": "USD per million input and output tokens for MODEL (repeatable); "
+            "wins over the built-in prices. Under --budget-usd a model with no price is "
+            "refused.",
+        },
+    ),
+    "allowed_models": RunOption(
+        ("--allow-model", "allowed_models"),
+        {
+            "multiple": True,
+            "metavar": "SPEC",
+            "help": "Also let model code call this provider/name in llm_query(model=...) "
+            "(repeatable; the root and sub models always are).",
+        },
+    ),
     "cache": RunOption(
         ("--cache", "cache"),
         {
@@ -245,7 +368,12 @@ def rlm_options(*names: str, **overrides: Mapping[str, Any]) -> Callable[[F], F]
     options = [RUN_OPTIONS[name](**overrides.get(name, {})) for name in chosen]
 
     def decorate(command: F) -> F:
+        # a flag the command declares itself (serve's --allow-model) stays its own
+        declared = {opt for p in getattr(command, "__click_params__", ()) for opt in p.opts}
         for option in reversed(options):
+            probe = option(lambda: None)
+            if declared & set(probe.__click_params__[0].opts):
+                continue
             command = option(command)
         return command
 
@@ -282,5 +410,10 @@ def settings_from_options(options: Mapping[str, Any], **changes: Any) -> Setting
         "cell_timeout": options["cell_timeout"],
         "max_concurrency": options["concurrency"],
         "cache": path_or_default(options["cache"]),
+        "request_timeout": options.get("request_timeout") or 300.0,
+        "prices": options.get("prices") or {},
+        "allowed_models": tuple(options.get("allowed_models") or ()),
     }
+    if options.get("max_children") is not None:
+        fields["max_child_sandboxes"] = options["max_children"]
     return Settings(**{**fields, **changes})

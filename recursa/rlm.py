@@ -27,7 +27,6 @@ from .models.source import LiveModels, ModelSource
 from .output import OutputSpec
 from .repl import sandbox_names
 from .result import NO_SANDBOX, Result, Stopped
-from .resume import resuming
 from .session import Session
 from .settings import DEFAULT_TRACE_DIR, SandboxSpec, Settings
 from .tools import Tool, ToolSet
@@ -69,14 +68,21 @@ class RLM:
         request_timeout: float = 300.0,
         compact_after_chars: int | None = None,
         cache: CacheOption = None,
+        prices: Mapping[str, tuple[float, float]] | None = None,
+        allowed_models: Sequence[str] = (),
+        max_child_sandboxes: int | None = None,
     ) -> None:
+        extra: dict[str, Any] = {}
+        if max_child_sandboxes is not None:
+            extra["max_child_sandboxes"] = max_child_sandboxes
         settings = Settings(
             model=model, sub_model=sub_model, base_url=base_url, api_key=api_key,
             max_depth=max_depth, max_iterations=max_iterations, budget=budget,
             sandbox=sandbox, cell_timeout=cell_timeout, max_output_chars=max_output_chars,
             max_concurrency=max_concurrency, trace=trace, trace_max_chars=trace_max_chars,
             request_timeout=request_timeout, compact_after_chars=compact_after_chars,
-            cache=cache,
+            cache=cache, prices=dict(prices or {}), allowed_models=tuple(allowed_models),
+            **extra,
         )  # fmt: skip
         self._configure(settings, ToolSet(tools), ToolSet(sub_tools))
 
@@ -198,7 +204,11 @@ class RLM:
         """
         check_query(query)
         ctx = context if isinstance(context, Context) else Context(context)
-        models: ModelSource = self._models if resume is None else resuming(self._models, resume)
+        models: ModelSource = self._models
+        if resume is not None:
+            from .resume import resuming  # reads traces: imported only when resuming
+
+            models = resuming(self._models, resume)
         run = self.new_run(sinks, models=models)
         root = Node.root(run, query, ctx)
         output = OutputSpec(output_type) if output_type is not None else None

@@ -113,7 +113,12 @@ def tighter(server: Budget | None, requested: Budget | None) -> Budget | None:
     return Budget(**limits)
 
 
-def rlm_factory(template: RLM, *, trace_dir: str | Path | None = None) -> RLMFactory:
+def rlm_factory(
+    template: RLM,
+    *,
+    trace_dir: str | Path | None = None,
+    allowed_models: Collection[str] = (),
+) -> RLMFactory:
     """Runs configured like ``template``, with each request's :class:`RunOptions` applied.
 
     Each run is ``template.with_settings(...)``: it shares the template's tools, cache
@@ -122,11 +127,18 @@ def rlm_factory(template: RLM, *, trace_dir: str | Path | None = None) -> RLMFac
     and the request's (:func:`tighter`). Traces: one file per run under ``trace_dir``
     when given; with ``template.trace=True`` the RLM's own per-run files; otherwise none
     (one fixed trace path would be overwritten by concurrent runs).
+
+    ``allowed_models`` (the server's ``--allow-model`` list) join the template's
+    ``Settings.allowed_models``: a model the server lets a request choose as its root
+    is also one that the run's code may call in ``llm_query(model=...)``.
     """
     directory = Path(trace_dir) if trace_dir is not None else None
+    allowed = tuple(dict.fromkeys((*template.settings.allowed_models, *sorted(allowed_models))))
 
     def make(options: RunOptions) -> RLM:
         changes: dict[str, Any] = {"budget": tighter(template.budget, options.budget)}
+        if allowed != template.settings.allowed_models:
+            changes["allowed_models"] = allowed
         if options.model is not None:
             changes["model"] = options.model
         if options.max_depth is not None:
@@ -748,7 +760,9 @@ def make_app(
 ) -> App:
     """The server application for runs configured like ``rlm`` (or made by a factory)."""
     if isinstance(rlm, RLM):
-        factory, hold = rlm_factory(rlm, trace_dir=trace_dir), [rlm.model, rlm.sub_model]
+        listed = () if isinstance(allow_models, bool) else allow_models
+        factory = rlm_factory(rlm, trace_dir=trace_dir, allowed_models=listed)
+        hold = [rlm.model, rlm.sub_model]
     else:
         factory, hold = rlm, []
     return App(

@@ -11,8 +11,10 @@ refuses the same bad values with the same message.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -33,6 +35,11 @@ SandboxSpec = Union[str, "Callable[[], Sandbox]"]
 DEFAULT_TRACE_DIR = Path("recursa-runs")
 
 
+def default_max_child_sandboxes() -> int:
+    """Child sandboxes that may run at once per depth: one per core, at least 2."""
+    return max(2, os.cpu_count() or 2)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """How every node of a run behaves. Build it once; :meth:`replace` derives variants.
@@ -42,6 +49,12 @@ class Settings:
     ``max_depth=0`` gives the REPL no sub-call functions; ``1`` (the paper's setting)
     ``llm_query``; ``2`` and more let ``rlm_query`` start child RLMs. ``trace`` is a
     JSONL path, ``True`` for a file under ``./recursa-runs/``, or ``None``.
+
+    ``prices`` maps ``"provider/name"`` to ``(input, output)`` USD per million tokens
+    (they win over the built-in table; under a USD budget a model with no price is
+    refused). ``allowed_models`` are the specs model code may name in
+    ``llm_query(..., model=...)`` besides the root and sub models. ``max_child_sandboxes``
+    caps the child RLMs (``rlm_query``/``rlm_batch``) running at once at each depth.
     """
 
     model: str | Model
@@ -60,8 +73,17 @@ class Settings:
     trace: str | Path | bool | None = None
     trace_max_chars: int = DEFAULT_MAX_CHARS
     cache: CacheOption = None
+    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    allowed_models: tuple[str, ...] = ()
+    max_child_sandboxes: int = field(default_factory=default_max_child_sandboxes)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "prices", _checked_prices(self.prices))
+        if isinstance(self.allowed_models, str) or not all(
+            isinstance(m, str) and m for m in self.allowed_models
+        ):
+            raise ConfigError("allowed_models must be a list of provider/name strings")
+        object.__setattr__(self, "allowed_models", tuple(self.allowed_models))
         if self.max_depth < 0:
             raise ConfigError(f"max_depth must be >= 0, got {self.max_depth}")
         for name in (
@@ -71,6 +93,7 @@ class Settings:
             "max_concurrency",
             "request_timeout",
             "trace_max_chars",
+            "max_child_sandboxes",
         ):
             value = getattr(self, name)
             if value <= 0:
@@ -116,6 +139,29 @@ class Settings:
             "request_timeout": self.request_timeout,
             "compact_after_chars": self.compact_after_chars,
         }
+
+
+def _checked_prices(prices: Any) -> dict[str, tuple[float, float]]:
+    if not isinstance(prices, Mapping):
+        raise ConfigError("prices must map provider/name to (input, output) USD per million")
+    out: dict[str, tuple[float, float]] = {}
+    for spec, price in prices.items():
+        if not isinstance(spec, str) or not spec:
+            raise ConfigError(f"prices: {spec!r} is not a provider/name model spec")
+        if (
+            not isinstance(price, (tuple, list))
+            or len(price) != 2
+            or not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p)
+                and p >= 0 for p in price
+            )
+        ):  # fmt: skip
+            raise ConfigError(
+                f"prices[{spec!r}] must be (input, output): two non-negative USD per "
+                f"million tokens, got {price!r}"
+            )
+        out[spec] = (float(price[0]), float(price[1]))
+    return out
 
 
 def recorded_settings(start: RunStart) -> dict[str, Any]:

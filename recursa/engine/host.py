@@ -36,9 +36,11 @@ from ..repl.protocol import (
     ImageData,
     LlmBatch,
     LlmQuery,
+    ProtocolError,
     RlmBatch,
     RlmQuery,
     ToolCall,
+    check_image,
 )
 from ..trace import Subcall
 
@@ -153,9 +155,17 @@ class Host:
         node = self.node
         if node.depth + 1 >= node.run.settings.max_depth:
             return await self._llm(prompt, None, batch)
+        node.ledger.check()  # a spent budget starts no child (nor its sandbox)
         call_id = node.run.tracer.new_id("c")
         t0 = time.time()
         cap = None if budget is None else Budget(**vars(budget))
+        slots = node.run.child_slots(node.depth + 1)
+        await slots.acquire()  # at most max_child_sandboxes children at once per depth
+        try:
+            node.ledger.check()  # spent while this child waited for a slot
+        except BaseException:
+            slots.release()
+            raise
         child = node.child(
             prompt, Context(context if context is not None else prompt), cap, call_id
         )
@@ -169,6 +179,7 @@ class Host:
             error = str(exc)
             raise
         finally:
+            slots.release()
             child.context.cleanup()
             node.emit(
                 Subcall, call_id=call_id, kind="rlm", iteration=node.iterations,
@@ -198,13 +209,38 @@ def _current_task_cancelling() -> bool:
 
 
 def _content(model: Model, prompt: str, images: Sequence[ImageData]) -> str | list[dict[str, Any]]:
-    """A sub-call's message content: text, or OpenAI-style parts with images."""
+    """A sub-call's message content: text, or OpenAI-style parts with images.
+
+    The host builds every part itself: one text part from the prompt (always a plain
+    ``str``, whatever the REPL passed), and one ``data:`` URL per image from bytes it has
+    checked (:func:`~recursa.repl.protocol.check_image`: an allowed image type, valid
+    base64, the type's magic bytes). Anything else is refused, so model code can never put
+    a URL (which the provider would fetch: data leaving a sandbox with no network) or a
+    content part of its own into a provider request.
+    """
+    text = _plain_text(prompt)
     if not images:
-        return prompt
+        return text
     if not getattr(model, "supports_images", True):
         raise ConfigError(f"{model.spec} cannot take images")
-    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
     for image in images:
-        url = f"data:{image.mime};base64,{image.base64}"
-        parts.append({"type": "image_url", "image_url": {"url": url}})
+        parts.append({"type": "image_url", "image_url": {"url": _data_url(image)}})
     return parts
+
+
+def _plain_text(prompt: Any) -> str:
+    if type(prompt) is not str:
+        raise ConfigError(f"a sub-call's prompt must be text, not {type(prompt).__name__}")
+    return prompt
+
+
+def _data_url(image: Any) -> str:
+    """The ``data:`` URL of a checked image; :class:`ConfigError` for anything else."""
+    if type(image) is not ImageData:
+        raise ConfigError("an image must come from the context (Image objects)")
+    try:
+        mime, data = check_image(image.mime, image.base64, "llm_query")
+    except ProtocolError as exc:
+        raise ConfigError(str(exc)) from None
+    return f"data:{mime};base64,{data}"

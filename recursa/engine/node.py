@@ -31,6 +31,8 @@ from .host import Host
 from .run import Outcome, Run
 
 MAX_VALIDATION_RETRIES = 3
+#: The least time a cell is given even at the deadline (so the REPL can report).
+MIN_CELL_SECONDS = 0.05
 RESET_ANSWER = 'answer = {"content": "", "ready": False}\n'
 
 
@@ -346,7 +348,8 @@ class Node:
     async def _cell(self, code: str, iteration: int, index: int) -> CellResult:
         sandbox = await self.open()
         t0 = time.time()
-        result = await sandbox.run(code, timeout=self.run.settings.cell_timeout)
+        result = _within(await sandbox.run(code, timeout=self._cell_timeout()),
+                         self.run.settings.max_output_chars)  # fmt: skip
         self.emit(
             Cell, iteration=iteration, index=index, code=code, output=result.output,
             error=result.error, t0=t0, duration_s=time.time() - t0,
@@ -354,6 +357,13 @@ class Node:
             timed_out=result.timed_out, restarted=result.restarted,
         )  # fmt: skip
         return result
+
+    def _cell_timeout(self) -> float:
+        """The cell timeout, cut to what the budget's ``seconds`` leaves: a cell running at
+        the deadline is interrupted (its variables kept, so the best answer survives)."""
+        timeout = self.run.settings.cell_timeout
+        left = self.ledger.seconds_left()
+        return timeout if left is None else max(MIN_CELL_SECONDS, min(timeout, left))
 
     async def _stop_for_budget(self) -> Outcome:
         """The best answer available when the budget is spent: the REPL's ``answer``."""
@@ -371,3 +381,18 @@ class Node:
         except BudgetExceeded:
             return True
         return False
+
+
+#: Room for the notes an honest runtime adds after output it already cut at the limit.
+NOTES_SLACK = 1_000
+
+
+def _within(result: CellResult, limit: int) -> CellResult:
+    """``result`` with its output and error cut to ``limit`` characters each. Honest
+    runtimes cut them already; this holds for any backend, a forged frame included."""
+    for name in ("output", "error"):
+        text = getattr(result, name)
+        if text is not None and len(text) > limit + NOTES_SLACK:
+            cut = f"\n[... cut: {len(text) - limit:,} more characters]"
+            setattr(result, name, text[:limit] + cut)
+    return result

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..budget import Ledger, Usage
-from ..errors import RecursaError
+from ..budget import Ledger, Reservation, Usage
+from ..errors import BudgetExceeded, ConfigError, RecursaError
 from ..models import pricing
-from ..models.base import Message, Model, estimate_tokens, message_text
-from ..models.source import ModelSource
+from ..models.base import Completion, Message, Model, request_deadline
+from ..models.source import ModelSource, Sibling
 from ..result import NO_SANDBOX, Result, Stopped
 from ..settings import Settings
 from ..tools import ToolSet
@@ -85,15 +86,42 @@ class Run:
         self._resources = contextlib.AsyncExitStack()
         self._held: set[int] = set()
         self._limits: dict[str, asyncio.Semaphore] = {}
+        self._child_slots: dict[int, asyncio.Semaphore] = {}
+        self._settlement = asyncio.Event()  # set (and replaced) when a reservation ends
+
+    def child_slots(self, depth: int) -> asyncio.Semaphore:
+        """The slots for child sandboxes at ``depth`` (``max_child_sandboxes`` each).
+        One pool per depth: a child waiting for its own children holds its slot, so a
+        single pool shared by every depth could deadlock."""
+        return self._child_slots.setdefault(
+            depth, asyncio.Semaphore(self.settings.max_child_sandboxes)
+        )
 
     # -- models ------------------------------------------------------------------------
     def model_for(self, spec: str | None, default: Model) -> Model:
-        """``default``, or the model a sub-call names (resolved once per run)."""
+        """``default``, or the model a sub-call names (resolved once per run).
+
+        Model code may only spend on the models the user chose: the root, the sub-model
+        and ``Settings.allowed_models``; any other spec raises :class:`ConfigError`
+        (the REPL sees it) before anything is resolved. The replay models of a
+        recording (:class:`Sibling`) name their siblings freely: they reach no provider.
+        """
         if spec is None or spec == default.spec:
             return default
         if spec not in self._named:
+            allowed = self.allowed_models()
+            if spec not in allowed and not isinstance(self.models.sub, Sibling):
+                raise ConfigError(
+                    f"model {spec!r} is not allowed: model code may call "
+                    f"{', '.join(sorted(allowed))} (allow more with "
+                    "allowed_models= or --allow-model)"
+                )
             self._named[spec] = self.models.resolve(spec)
         return self._named[spec]
+
+    def allowed_models(self) -> set[str]:
+        """The specs model code may name: the root, the sub-model, the allowlist."""
+        return {self.models.root.spec, self.models.sub.spec, *self.settings.allowed_models}
 
     async def _hold(self, model: Model) -> None:
         """Keep a model's connections open until the run ends, then release them."""
@@ -115,16 +143,26 @@ class Run:
     ) -> str:
         """One model request, charged to the node's ledger (and so to every ancestor's).
 
-        A request cancelled in flight (``llm_batch(stop_when=...)``) is charged for
-        its prompt: the provider has already read it.
+        The call waits for its model's semaphore, then reserves its worst case (the
+        prompt plus the most output it may ask for, priced) on the ledger, and asks the
+        provider for no more output than it reserved (``max_tokens``); the actual usage
+        settles the reservation. A call that does not fit raises
+        :class:`BudgetExceeded`. The budget's ``seconds`` is a deadline for the wait and
+        the request (retries included): a call still running then is cancelled and
+        raises :class:`BudgetExceeded`. A request cancelled in flight (the deadline,
+        ``llm_batch(stop_when=...)``) is charged for its prompt: the provider has
+        already read it.
         """
         await self._hold(model)
-        node.ledger.begin_call()
         limit = self._limits.setdefault(
             model.spec, asyncio.Semaphore(self.settings.max_concurrency)
         )
+        prices = self.settings.prices
+        price = pricing.lookup(model.spec, prices)
+        per_token = None if price is None else (price.input / 1e6, price.output / 1e6)
+        prompt_tokens = prompt_estimate(messages)
+        deadline = node.ledger.deadline()
         t0 = time.time()
-        self.tracer.notify("call_start", node.node_id, call_id=call_id, model=model.spec)
         record = {
             "call_id": call_id,
             "purpose": purpose,
@@ -133,39 +171,64 @@ class Run:
             "t0": t0,
             "depth": depth,
         }
-        async with limit:
-            try:
-                completion = await model.complete(messages)
-            except asyncio.CancelledError:
-                prompt_tokens = estimate_tokens(message_text(messages))
-                cost = pricing.cost(model.spec, prompt_tokens, 0)
-                usage = Usage(prompt_tokens, 0, 0, 1, cost)
-                node.ledger.charge(model.spec, depth, usage)
-                node.emit(
-                    ModelCall,
-                    **record,
-                    duration_s=time.time() - t0,
-                    usage=usage,
-                    error="cancelled",
-                )
-                raise
-            except RecursaError as exc:
-                node.emit(
-                    ModelCall,
-                    **record,
-                    duration_s=time.time() - t0,
-                    usage=Usage(),
-                    error=str(exc),
-                )
-                raise
-        usage = Usage(
-            completion.input_tokens,
-            completion.output_tokens,
-            completion.cached_tokens,
-            1,
-            completion.cost_usd,
+        timeout = asyncio.timeout_at(
+            None
+            if deadline is None
+            else asyncio.get_running_loop().time() + deadline - time.monotonic()
         )
-        node.ledger.charge(model.spec, depth, usage)
+        reservation: Reservation | None = None
+        try:
+            async with timeout:
+                reservation = await self._reserve(
+                    limit, node.ledger, prompt_tokens, max_output_tokens(model, prompt_tokens),
+                    per_token, model.spec,
+                )  # fmt: skip
+                self.tracer.notify("call_start", node.node_id, call_id=call_id, model=model.spec)
+                try:
+                    with request_deadline(deadline):
+                        completion = await model.complete(
+                            messages, max_tokens=reservation.max_output_tokens
+                        )
+                except asyncio.CancelledError:
+                    cost = pricing.cost(model.spec, prompt_tokens, 0, overrides=prices)
+                    usage = Usage(prompt_tokens, 0, 0, 1, cost)
+                    node.ledger.settle(reservation, depth, usage)
+                    node.emit(
+                        ModelCall,
+                        **record,
+                        duration_s=time.time() - t0,
+                        usage=usage,
+                        error="deadline" if timeout.expired() else "cancelled",
+                    )
+                    raise
+                except BaseException as exc:
+                    node.ledger.release(reservation)
+                    if isinstance(exc, RecursaError):
+                        node.emit(
+                            ModelCall,
+                            **record,
+                            duration_s=time.time() - t0,
+                            usage=Usage(),
+                            error=str(exc),
+                        )
+                    raise
+                else:
+                    usage = Usage(
+                        completion.input_tokens,
+                        completion.output_tokens,
+                        completion.cached_tokens,
+                        1,
+                        self._cost(model, completion),
+                    )
+                    node.ledger.settle(reservation, depth, usage)
+                finally:
+                    limit.release()
+                    self._settled()
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            node.ledger.check()  # marks the deadline spent
+            raise BudgetExceeded("seconds") from None
         self.depth_reached = max(self.depth_reached, depth)
         extra: dict[str, Any] = {}
         if purpose == "turn":
@@ -182,6 +245,54 @@ class Run:
             **extra,
         )
         return completion.text
+
+    async def _reserve(
+        self,
+        limit: asyncio.Semaphore,
+        ledger: Ledger,
+        prompt_tokens: int,
+        max_output: int,
+        price: tuple[float, float] | None,
+        spec: str,
+    ) -> Reservation:
+        """Take a slot of the model's semaphore, then the call's reservation (held on
+        return: the caller releases the slot). Reserving after the slot means queued
+        calls hold nothing and none starts once the budget is spent; a call that would
+        fit once the calls in flight settle gives its slot back and waits for one."""
+        while True:
+            await limit.acquire()
+            settled = self._settlement
+            try:
+                reservation = ledger.try_reserve(prompt_tokens, max_output, price, model=spec)
+            except BaseException:
+                limit.release()
+                raise
+            if not isinstance(reservation, str):
+                return reservation
+            limit.release()
+            await settled.wait()
+
+    def _settled(self) -> None:
+        """A call settled or released its reservation: wake the calls waiting for room."""
+        self._settlement.set()
+        self._settlement = asyncio.Event()
+
+    def _cost(self, model: Model, completion: Completion) -> float | None:
+        """A call's cost: the user's price where one was given (a response cache hit stays
+        free), else what the model reported."""
+        prices = self.settings.prices
+        cost = completion.cost_usd
+        if completion.cache_hit:  # free where the model is priced, unknown where it is not
+            return cost if cost is not None else 0.0 if model.spec in prices else None
+        if model.spec in prices or cost is None:
+            return pricing.cost(
+                model.spec,
+                completion.input_tokens,
+                completion.output_tokens,
+                completion.cached_tokens,
+                overrides=prices,
+            )
+        return cost
 
     # -- the run -------------------------------------------------------------------------
     async def execute(self, root: Node, solve: Callable[[], Awaitable[Outcome]]) -> Result:
@@ -233,4 +344,30 @@ class Run:
         self.tracer.close()
 
 
-__all__ = ["Outcome", "Purpose", "Run"]
+def prompt_estimate(messages: Sequence[Message]) -> int:
+    """The prompt tokens a call reserves: 4 characters a token of everything sent, a
+    content part (an image's data URL) counted whole, as a provider may count it."""
+    chars = 0
+    for m in messages:
+        content = m["content"]
+        chars += len(content) + 1 if isinstance(content, str) else len(json.dumps(content))
+    return max(1, (chars + 3) // 4)  # as models.base.estimate_tokens
+
+
+def max_output_tokens(model: Model, prompt_tokens: int = 0) -> int:
+    """The most output one request may ask of ``model``: its own ``max_output_tokens``
+    if it has one, else the request cap of :func:`recursa.models.pricing.max_output_tokens`;
+    no more than its known context window leaves after the prompt (a server refuses a
+    request whose prompt plus ``max_tokens`` exceeds it)."""
+    own = getattr(model, "max_output_tokens", None)
+    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+        cap = own
+    else:
+        cap = pricing.max_output_tokens(model.spec)
+    window = model.context_window
+    if window:
+        cap = min(cap, max(256, window - prompt_tokens))
+    return cap
+
+
+__all__ = ["Outcome", "Purpose", "Run", "max_output_tokens", "prompt_estimate"]

@@ -70,6 +70,11 @@ class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
             api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
         )
 
+    @property
+    def max_output_tokens(self) -> int:
+        """The output a request asks for unless told otherwise (what a budget reserves)."""
+        return self.max_tokens
+
     async def _request(
         self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
     ) -> Completion:

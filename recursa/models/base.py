@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import importlib.util
 import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
 
-from ..errors import ConfigError, ModelError
+from ..errors import BudgetExceeded, ConfigError, ModelError
 from . import pricing
 
 
@@ -54,6 +57,25 @@ class RetryPolicy:
             return min(self.max_delay, retry_after)
         cap = min(self.max_delay, self.base_delay * (2**attempt))
         return random.uniform(cap / 2, cap)
+
+
+#: The ``time.monotonic()`` by which the current request must be done (a budget's
+#: ``seconds``), set around a request by :func:`request_deadline`.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "recursa_request_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def request_deadline(at: float | None) -> Iterator[None]:
+    """Within the block, :meth:`BaseModel.complete` retries only while a retry can
+    start before ``at`` (a ``time.monotonic()``); otherwise it raises
+    :class:`~recursa.errors.BudgetExceeded` (``"seconds"``) at once."""
+    token = _DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 class TransientError(Exception):
@@ -129,6 +151,17 @@ class BaseModel(abc.ABC):
     def context_window(self) -> int | None:
         return self._context_window
 
+    @property
+    def cache_identity(self) -> dict[str, Any]:
+        """Where replies come from, for the response cache's key: the provider, the model
+        and the endpoint (``base_url``, ``None`` for the provider's default)."""
+        base_url = getattr(self, "base_url", None)
+        return {
+            "provider": self.provider,
+            "model": self.name,
+            "base_url": base_url.rstrip("/") if isinstance(base_url, str) else None,
+        }
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec}>"
 
@@ -172,7 +205,12 @@ class BaseModel(abc.ABC):
                         status=exc.status,
                         model=self.spec,
                     ) from exc
-                await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
+                delay = self.retry.delay(attempt, exc.retry_after)
+                deadline = _DEADLINE.get()
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    # the retry could not start before the budget's deadline
+                    raise BudgetExceeded("seconds") from exc
+                await asyncio.sleep(delay)
                 attempt += 1
                 continue
             return self._priced(completion)
@@ -202,6 +240,11 @@ class ModelWrapper:
     @property
     def prompt_style(self) -> str:
         return str(getattr(self.inner, "prompt_style", "full"))
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        value = getattr(self.inner, "max_output_tokens", None)
+        return value if isinstance(value, int) else None
 
     @property
     def supports_images(self) -> bool:

@@ -74,7 +74,10 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
     ) -> Completion:
         params: dict[str, Any] = {}
         if max_tokens is not None:
-            params["max_tokens"] = max_tokens
+            # OpenAI's own API refuses max_tokens for its reasoning models and takes
+            # max_completion_tokens for all; compatible servers know max_tokens
+            official = self.base_url is None or self.base_url.rstrip("/") == DEFAULT_BASE_URL
+            params["max_completion_tokens" if official else "max_tokens"] = max_tokens
         if temperature is not None:
             params["temperature"] = temperature
         client = await self._sdk()  # first: it imports the SDK off the event loop

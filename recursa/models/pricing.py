@@ -8,7 +8,12 @@ as published by each provider (standard tier, prompts under 200K tokens).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+#: User prices: ``{"provider/name": (input, output)}`` in USD per million tokens
+#: (``RLM(prices=...)``, ``--price``). They win over the table below.
+Prices = Mapping[str, tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,13 @@ PRICES: dict[str, Price] = {
 FREE_PROVIDERS = frozenset({"local", "scripted"})
 
 
-def lookup(spec: str) -> Price | None:
-    """Find a price for ``provider/name`` by exact name, then by longest known prefix
-    (so dated snapshots like ``gpt-5-mini-2025-08-07`` resolve)."""
+def lookup(spec: str, overrides: Prices | None = None) -> Price | None:
+    """Find a price for ``provider/name``: the user's (``overrides``, exact spec; cached
+    input at the input price), else by exact name, then by longest known prefix (so
+    dated snapshots like ``gpt-5-mini-2025-08-07`` resolve)."""
+    if overrides and spec in overrides:
+        given_in, given_out = overrides[spec]
+        return Price(float(given_in), float(given_out), float(given_in))
     provider, _, name = spec.partition("/")
     if provider in FREE_PROVIDERS:
         return Price(0.0, 0.0, 0.0)
@@ -61,10 +70,41 @@ def lookup(spec: str) -> Price | None:
     return PRICES[max(matches, key=len)] if matches else None
 
 
-def cost(spec: str, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float | None:
+def cost(
+    spec: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int = 0,
+    overrides: Prices | None = None,
+) -> float | None:
     """Cost of one call in USD, or ``None`` when the model is unpriced."""
-    price = lookup(spec)
+    price = lookup(spec, overrides)
     if price is None:
         return None
     fresh = max(0, input_tokens - cached_tokens)
     return (fresh * price.input + cached_tokens * price.cached + output_tokens * price.output) / 1e6
+
+
+#: The most output one request asks for (``max_tokens``) when a token or USD budget
+#: applies, by longest known prefix of the name, as for prices. This is a request cap
+#: chosen here, not the provider's maximum (often 64K-128K, which would make every
+#: reservation huge): reasoning models get room for their thinking, which is billed as
+#: output; Anthropic models the 8192 their backend asks for anyway. A budget reserves a
+#: call's prompt plus this much output, priced, before the call starts, and the request
+#: asks the provider for no more, so the call cannot cost more than it reserved.
+MAX_OUTPUT: dict[str, int] = {
+    "gpt-5": 16_384,
+    "o3": 16_384,
+    "o4-mini": 16_384,
+    "claude": 8_192,
+    "gemini-2.5": 16_384,
+}
+#: For any other model that sets no ``max_output_tokens`` of its own.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+
+def max_output_tokens(spec: str) -> int:
+    """The most output one request to ``spec`` asks for (see :data:`MAX_OUTPUT`)."""
+    name = spec.rsplit("/", 1)[-1].lower()
+    matches = [k for k in MAX_OUTPUT if name == k or name.startswith(k + "-")]
+    return MAX_OUTPUT[max(matches, key=len)] if matches else DEFAULT_MAX_OUTPUT_TOKENS

@@ -33,7 +33,8 @@ class ScriptedModel(BaseModel):
     """Plays back replies in order, or asks a function for each reply.
 
     A list entry that is an exception is raised instead of replied. Token counts
-    are estimates (4 characters a token); cost is zero.
+    are estimates (4 characters a token); cost is zero. A reply is cut to
+    ``max_tokens`` (4 characters a token), as a provider cuts its output.
     """
 
     provider = "scripted"
@@ -69,6 +70,8 @@ class ScriptedModel(BaseModel):
             if isinstance(reply, Exception):
                 raise reply
             text = reply
+        if max_tokens is not None:
+            text = text[: max_tokens * 4]  # like a provider: no more output than asked for
         self.calls.append(ScriptedCall(history, text))
         return Completion(
             text=text,

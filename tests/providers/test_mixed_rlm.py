@@ -56,6 +56,7 @@ async def test_root_sub_and_per_call_models_on_three_providers(
                 "gemini-2.5-flash", options=options(gemini_server.url, api_key="test-key")
             ),
             sandbox="inprocess",
+            allowed_models=["openai/gpt-4o-mini"],  # the per-call model the code names
         )
         result = await rlm.acompletion("Which city, and count to three?", "I live in Paris.")
 

@@ -210,7 +210,9 @@ def test_the_rlm_extension_field(
 ) -> None:
     turns = ["```repl\nFINAL(f'{type(context).__name__}:{len(context)}')\n```"]
     with ScriptedServer(http_router(turns)) as backend:
-        server = serving(make_app(template(backend, budget=Budget(calls=50))))
+        # a USD budget needs priced models (an unpriced one cannot switch the limit off)
+        priced = {"openai/root": (0.0, 0.0), "openai/sub": (0.0, 0.0)}
+        server = serving(make_app(template(backend, budget=Budget(calls=50), prices=priced)))
         with client(server) as c:
             reply = c.chat.completions.create(
                 model="recursa",
