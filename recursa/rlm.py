@@ -24,7 +24,6 @@ from .models.base import Model, ModelOptions
 from .models.cache import CacheOption, ResponseCache, open_cache, with_cache
 from .models.registry import resolve
 from .models.source import LiveModels, ModelSource
-from .output import OutputSpec
 from .repl import sandbox_names
 from .result import NO_SANDBOX, Result, Stopped
 from .session import Session
@@ -211,7 +210,11 @@ class RLM:
             models = resuming(self._models, resume)
         run = self.new_run(sinks, models=models)
         root = Node.root(run, query, ctx)
-        output = OutputSpec(output_type) if output_type is not None else None
+        output = None
+        if output_type is not None:
+            from .output import OutputSpec  # imports pydantic: only for typed answers
+
+            output = OutputSpec(output_type)
         try:
             return await run.execute(root, lambda: root.solve(output))
         finally:

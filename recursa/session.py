@@ -16,7 +16,6 @@ from .context import Context, ContextInput
 from .engine import Node
 from .errors import ConfigError
 from .guards import check_query, no_running_loop
-from .output import OutputSpec
 
 if TYPE_CHECKING:
     from .result import Result
@@ -46,7 +45,11 @@ class Session:
             self._node = Node.root(run, query, self.context)
         node = self._node
         node.attach(run)  # each query is its own run: trace, ledger
-        output = OutputSpec(output_type) if output_type is not None else None
+        output = None
+        if output_type is not None:
+            from .output import OutputSpec  # imports pydantic: only for typed answers
+
+            output = OutputSpec(output_type)
         result = await run.execute(node, lambda: node.ask(query, output))
         self.results.append(result)
         return result

@@ -29,12 +29,11 @@ import importlib
 import inspect
 import json
 import math
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any
-
-from pydantic import BaseModel
 
 from .errors import ConfigError
 from .repl.base import ToolSpec
@@ -132,7 +131,7 @@ def jsonable(value: Any, *, where: str = "result", _depth: int = 0) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         return jsonable(fields, where=where, _depth=deeper)
-    if isinstance(value, BaseModel):
+    if _is_pydantic_model(value):
         return jsonable(value.model_dump(mode="json"), where=where, _depth=deeper)
     if isinstance(value, datetime.date | datetime.time):  # datetime is a date
         return value.isoformat()
@@ -192,3 +191,10 @@ def load_tools(target: str) -> dict[str, Tool]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"--tools: {target} is not a dict of functions")
     return dict(value)
+
+
+def _is_pydantic_model(value: Any) -> bool:
+    """A pydantic model instance, without importing pydantic for tools that never use it
+    (an instance of one means pydantic is imported already)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(value, pydantic.BaseModel)

@@ -14,14 +14,13 @@ import asyncio
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import prompts
 from ..budget import Budget, Ledger
 from ..context import Context
 from ..errors import BudgetExceeded
 from ..models.base import Message, Model, message_text
-from ..output import AnswerInvalid, OutputSpec
 from ..parsing import parse_reply
 from ..repl import SandboxConfig, make_sandbox
 from ..repl.base import CellResult, Sandbox
@@ -29,6 +28,9 @@ from ..tools import ToolSet
 from ..trace import Cell, ContextShape, NodeEnd, NodeStart, TraceEvent
 from .host import Host
 from .run import Outcome, Run
+
+if TYPE_CHECKING:
+    from ..output import OutputSpec
 
 MAX_VALIDATION_RETRIES = 3
 #: The least time a cell is given even at the deadline (so the REPL can report).
@@ -258,6 +260,8 @@ class Node:
         """The outcome for a final answer, or the validation error to show the model."""
         if self.output is None:
             return Outcome(answer, None)
+        from ..output import AnswerInvalid  # typed answers only: it imports pydantic
+
         try:
             value, text = self.output.validate(answer)
         except AnswerInvalid as exc:
