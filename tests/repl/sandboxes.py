@@ -112,3 +112,19 @@ def child_pids() -> set[int]:
         if ppid == me:
             found.add(int(entry))
     return found
+
+
+_buildable: dict[str, str | None] = {}
+
+
+async def skip_unless_buildable(level: str) -> None:
+    """Skip unless the subprocess sandbox can build isolation ``level`` on this machine
+    (tried once per level and test process)."""
+    if level not in _buildable:
+        try:
+            async with started("subprocess", isolation=level):
+                _buildable[level] = None
+        except Exception as exc:
+            _buildable[level] = str(exc)
+    if _buildable[level] is not None:
+        pytest.skip(f"{level} cannot be built here: {_buildable[level]}")

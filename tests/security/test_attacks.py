@@ -21,24 +21,15 @@ import pytest
 from recursa.repl import isolation
 from recursa.repl.base import CellResult, Sandbox
 
-from ..repl.sandboxes import child_pids, started
+from ..repl.sandboxes import child_pids, skip_unless_buildable, started
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
-
-_available: dict[str, str | None] = {}
 
 
 @pytest.fixture(params=isolation.LEVELS)
 async def level(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    if name not in _available:
-        try:
-            async with started("subprocess", isolation=name):
-                _available[name] = None
-        except Exception as exc:
-            _available[name] = str(exc)
-    if _available[name] is not None:
-        pytest.skip(f"{name} cannot be built here: {_available[name]}")
+    await skip_unless_buildable(name)
     return name
 
 

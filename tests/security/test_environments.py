@@ -20,7 +20,8 @@ import pytest
 
 from recursa.repl import isolation
 
-from .test_lifetime import NAMESPACED, _skip_unless_buildable
+from ..repl.sandboxes import skip_unless_buildable
+from .test_lifetime import NAMESPACED
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +132,7 @@ def tmp_venv() -> Iterator[Path]:
 
 @pytest.fixture(params=NAMESPACED)
 async def namespaced(request: pytest.FixtureRequest) -> str:
-    await _skip_unless_buildable(request.param)
+    await skip_unless_buildable(request.param)
     return str(request.param)
 
 

@@ -30,34 +30,22 @@ from recursa.repl import isolation
 from recursa.repl import process as process_module
 from recursa.testing import ScriptedServer, http_router
 
-from ..repl.sandboxes import started
+from ..repl.sandboxes import skip_unless_buildable, started
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 
 NAMESPACED = ("bubblewrap", "unshare")
-_available: dict[str, str | None] = {}
-
-
-async def _skip_unless_buildable(name: str) -> None:
-    if name not in _available:
-        try:
-            async with started("subprocess", isolation=name):
-                _available[name] = None
-        except Exception as exc:
-            _available[name] = str(exc)
-    if _available[name] is not None:
-        pytest.skip(f"{name} cannot be built here: {_available[name]}")
 
 
 @pytest.fixture(params=NAMESPACED)
 async def level(request: pytest.FixtureRequest) -> str:
-    await _skip_unless_buildable(request.param)
+    await skip_unless_buildable(request.param)
     return str(request.param)
 
 
 @pytest.fixture(params=isolation.LEVELS)
 async def any_level(request: pytest.FixtureRequest) -> str:
-    await _skip_unless_buildable(request.param)
+    await skip_unless_buildable(request.param)
     return str(request.param)
 
 
