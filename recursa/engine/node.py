@@ -20,7 +20,7 @@ from .. import prompts
 from ..budget import Budget, Ledger
 from ..context import Context
 from ..errors import BudgetExceeded
-from ..models.base import Message, Model, message_text
+from ..models.base import Message, Model, message_chars
 from ..parsing import parse_reply
 from ..repl import SandboxConfig, make_sandbox
 from ..repl.base import CellResult, Sandbox
@@ -305,7 +305,7 @@ class Node:
         if limit is None:
             window = self.model.context_window
             limit = int(window * 4 * 0.6) if window else 400_000
-        if len(self.messages) < 4 or len(message_text(self.messages)) < limit:
+        if len(self.messages) < 4 or message_chars(self.messages) < limit:
             return
         pending = self.messages[-1]
         self.messages[-1] = {"role": "user", "content": prompts.COMPACT_REQUEST}

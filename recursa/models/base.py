@@ -318,6 +318,29 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+def message_chars(messages: Sequence[Message]) -> int:
+    """``len(message_text(messages))``, without building the text: estimates run on every
+    request and every turn, and a conversation may hold megabytes."""
+    chars = 0
+    pieces = 0
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str):
+            chars += len(content)
+            pieces += 1
+        else:
+            for p in content:
+                if p.get("type") == "text":
+                    chars += len(str(p.get("text", "")))
+                    pieces += 1
+    return chars + max(0, pieces - 1)
+
+
+def message_tokens(messages: Sequence[Message]) -> int:
+    """:func:`estimate_tokens` of a conversation's text."""
+    return max(1, (message_chars(messages) + 3) // 4)
+
+
 def message_text(messages: Sequence[Message]) -> str:
     """All text of a conversation, content parts included, for estimates and cache keys."""
     out: list[str] = []

@@ -24,7 +24,7 @@ import httpx
 
 from ..errors import ConfigError, ModelError
 from ._http import retry_after_seconds, status_error, where
-from .base import Completion, Message, SDKModel, TransientError, estimate_tokens, message_text
+from .base import Completion, Message, SDKModel, TransientError, estimate_tokens, message_tokens
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class GeminiModel(SDKModel["genai.Client"]):
         text = "".join(p.text for p in parts if p.text and not p.thought)
         usage = response.usage_metadata
         if usage is None or usage.prompt_token_count is None:
-            input_tokens = estimate_tokens(message_text(messages))
+            input_tokens = message_tokens(messages)
             output_tokens, cached = estimate_tokens(text), 0
         else:
             input_tokens = usage.prompt_token_count

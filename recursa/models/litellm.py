@@ -24,7 +24,7 @@ import openai
 
 from ..errors import ConfigError, ContextWindowError, ModelError
 from ._http import retry_after_seconds, status_error, where
-from .base import BaseModel, Completion, Message, TransientError, estimate_tokens, message_text
+from .base import BaseModel, Completion, Message, TransientError, estimate_tokens, message_tokens
 from .registry import ModelOptions
 
 INSTALL_HINT = "pip install 'recursa[litellm]'"
@@ -93,7 +93,7 @@ class LiteLLMModel(BaseModel):
         text = choices[0].message.content or ""
         usage = getattr(response, "usage", None)
         if usage is None or not getattr(usage, "prompt_tokens", None):
-            input_tokens = estimate_tokens(message_text(messages))
+            input_tokens = message_tokens(messages)
             output_tokens, cached = estimate_tokens(text), 0
         else:
             input_tokens = int(usage.prompt_tokens)

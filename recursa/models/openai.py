@@ -19,7 +19,7 @@ from ..errors import (
     ModelError,
     ModelNotFoundError,
 )
-from .base import Completion, Message, SDKModel, TransientError, estimate_tokens, message_text
+from .base import Completion, Message, SDKModel, TransientError, estimate_tokens, message_tokens
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
             return Completion(
                 text=text,
                 model=self.spec,
-                input_tokens=estimate_tokens(message_text(messages)),
+                input_tokens=message_tokens(messages),
                 output_tokens=estimate_tokens(text),
             )
         details = usage.get("prompt_tokens_details")

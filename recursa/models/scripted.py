@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import ModelError
-from .base import BaseModel, Completion, Message, estimate_tokens, message_text
+from .base import BaseModel, Completion, Message, estimate_tokens, message_tokens
 
 Reply = str | Exception
 ReplyFunction = Callable[[list[Message]], str | Awaitable[str]]
@@ -76,7 +76,7 @@ class ScriptedModel(BaseModel):
         return Completion(
             text=text,
             model=self.spec,
-            input_tokens=estimate_tokens(message_text(history)),
+            input_tokens=message_tokens(history),
             output_tokens=estimate_tokens(text),
             cost_usd=0.0,
         )
