@@ -30,6 +30,7 @@ from .errors import (
 )
 from .models.base import Completion, Message, Model
 from .rlm import RLM, Result
+from .sampling import Sampling
 
 __all__ = [
     "RLM",
@@ -48,6 +49,7 @@ __all__ = [
     "ModelNotFoundError",
     "RecursaError",
     "Result",
+    "Sampling",
     "SandboxError",
     "Usage",
     "UsageReport",

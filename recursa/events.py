@@ -166,6 +166,9 @@ class RunStart(_Event):
     compact_after_chars: int | None
     context: ContextShape | None
     models: Mapping[str, ModelInfo]
+    max_errors: int | None = None
+    model_settings: Mapping[str, Any] | None = None
+    sub_model_settings: Mapping[str, Any] | None = None
     version: str | None = __version__
 
 
@@ -506,6 +509,9 @@ def _run_start(r: _Reader, common: dict[str, Any]) -> RunStart:
         compact_after_chars=r.opt_integer("compact_after_chars"),
         context=r.context(),
         models=r.models(),
+        max_errors=r.opt_integer("max_errors"),
+        model_settings=r.mapping("model_settings"),
+        sub_model_settings=r.mapping("sub_model_settings"),
         version=r.opt_text("version"),
     )
 

@@ -26,6 +26,7 @@ from .models.registry import resolve
 from .models.source import LiveModels, ModelSource
 from .repl import sandbox_names
 from .result import NO_SANDBOX, Result, Stopped
+from .sampling import Sampling, SamplingInput
 from .session import Session
 from .settings import DEFAULT_TRACE_DIR, SandboxSpec, Settings
 from .tools import Tool, ToolSet
@@ -70,6 +71,10 @@ class RLM:
         prices: Mapping[str, tuple[float, float]] | None = None,
         allowed_models: Sequence[str] = (),
         max_child_sandboxes: int | None = None,
+        model_settings: SamplingInput = None,
+        sub_model_settings: SamplingInput = None,
+        max_errors: int | None = None,
+        system_prompt: str | None = None,
     ) -> None:
         extra: dict[str, Any] = {}
         if max_child_sandboxes is not None:
@@ -81,6 +86,11 @@ class RLM:
             max_concurrency=max_concurrency, trace=trace, trace_max_chars=trace_max_chars,
             request_timeout=request_timeout, compact_after_chars=compact_after_chars,
             cache=cache, prices=dict(prices or {}), allowed_models=tuple(allowed_models),
+            model_settings=Sampling.of(model_settings),
+            sub_model_settings=(
+                None if sub_model_settings is None else Sampling.of(sub_model_settings)
+            ),
+            max_errors=max_errors, system_prompt=system_prompt,
             **extra,
         )  # fmt: skip
         self._configure(settings, ToolSet(tools), ToolSet(sub_tools))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from .budget import Budget
 from .errors import ConfigError
+from .sampling import Sampling
 from .trace import DEFAULT_MAX_CHARS, RunStart
 
 if TYPE_CHECKING:
@@ -55,6 +56,12 @@ class Settings:
     refused). ``allowed_models`` are the specs model code may name in
     ``llm_query(..., model=...)`` besides the root and sub models. ``max_child_sandboxes``
     caps the child RLMs (``rlm_query``/``rlm_batch``) running at once at each depth.
+
+    ``model_settings`` is how the root model samples (a :class:`~recursa.sampling.Sampling`
+    or a dict of its fields); ``sub_model_settings`` how sub-calls do (``None``: as the
+    root). ``max_errors`` stops a node after that many consecutive failed cells
+    (``stopped="errors"``; ``None``: never). ``system_prompt`` replaces the built-in
+    system prompt; it may use the placeholders of :data:`recursa.prompts.PLACEHOLDERS`.
     """
 
     model: str | Model
@@ -76,8 +83,29 @@ class Settings:
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     allowed_models: tuple[str, ...] = ()
     max_child_sandboxes: int = field(default_factory=default_max_child_sandboxes)
+    model_settings: Sampling = field(default_factory=Sampling)
+    sub_model_settings: Sampling | None = None
+    max_errors: int | None = None
+    system_prompt: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "model_settings", Sampling.of(self.model_settings))
+        if self.sub_model_settings is not None:
+            object.__setattr__(self, "sub_model_settings", Sampling.of(self.sub_model_settings))
+        if self.base_url is not None:
+            object.__setattr__(self, "base_url", checked_base_url(self.base_url))
+        if self.max_errors is not None and (
+            isinstance(self.max_errors, bool)
+            or not isinstance(self.max_errors, int)
+            or self.max_errors <= 0
+        ):
+            raise ConfigError(
+                f"max_errors must be a positive integer or None, got {self.max_errors!r}"
+            )
+        if self.system_prompt is not None and (
+            not isinstance(self.system_prompt, str) or not self.system_prompt.strip()
+        ):
+            raise ConfigError("system_prompt must be non-empty text")
         object.__setattr__(self, "prices", _checked_prices(self.prices))
         if isinstance(self.allowed_models, str) or not all(
             isinstance(m, str) and m for m in self.allowed_models
@@ -110,6 +138,12 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @property
+    def sub_sampling(self) -> Sampling:
+        """How sub-calls sample: ``sub_model_settings``, else the root's."""
+        sub = self.sub_model_settings
+        return sub if sub is not None else self.model_settings
+
+    @property
     def sandbox_name(self) -> str:
         """The sandbox as the trace names it: its registered name, or the factory's."""
         if isinstance(self.sandbox, str):
@@ -138,7 +172,33 @@ class Settings:
             "max_concurrency": self.max_concurrency,
             "request_timeout": self.request_timeout,
             "compact_after_chars": self.compact_after_chars,
+            "max_errors": self.max_errors,
+            "model_settings": _sampling_record(self.model_settings),
+            "sub_model_settings": _sampling_record(self.sub_sampling),
         }
+
+
+def _sampling_record(sampling: Sampling) -> dict[str, Any] | None:
+    """All of a sampling's fields (nested objects keep their nulls), or ``None`` if unset."""
+    return dataclasses.asdict(sampling) if sampling else None
+
+
+#: Where a base URL may point: an HTTP(S) server.
+_URL_SCHEMES = ("http://", "https://")
+
+
+def checked_base_url(url: Any) -> str:
+    """``url`` if it is an ``http(s)://host...`` URL; a usage error otherwise (a URL
+    without a scheme would be sent as a relative path and fail far from its cause)."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"base_url must be an http(s) URL, got {url!r}")
+    text = url.strip()
+    if not text.lower().startswith(_URL_SCHEMES) or not text.split("://", 1)[1].split("/")[0]:
+        raise ConfigError(
+            f"base_url {text!r} is not an http(s) URL with a host "
+            "(for example http://localhost:8000/v1)"
+        )
+    return text
 
 
 def _checked_prices(prices: Any) -> dict[str, tuple[float, float]]:
@@ -180,5 +240,10 @@ def recorded_settings(start: RunStart) -> dict[str, Any]:
         "max_concurrency": start.max_concurrency,
         "request_timeout": start.request_timeout,
         "compact_after_chars": start.compact_after_chars,
+        "max_errors": start.max_errors,
+        "model_settings": Sampling.of(start.model_settings) if start.model_settings else None,
+        "sub_model_settings": (
+            Sampling.of(start.sub_model_settings) if start.sub_model_settings else None
+        ),
     }
     return {k: v for k, v in recorded.items() if v is not None}

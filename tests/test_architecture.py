@@ -33,6 +33,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "recursa.errors",
         "recursa.budget",
         "recursa.settings",
+        "recursa.sampling",
         "recursa.trace",
         "recursa.events",
         "recursa._version",

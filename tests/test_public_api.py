@@ -24,6 +24,7 @@ def test_all_is_pinned() -> None:
             "ModelNotFoundError",
             "RecursaError",
             "Result",
+            "Sampling",
             "SandboxError",
             "Usage",
             "UsageReport",

@@ -186,7 +186,8 @@ def runs(tmp: Path) -> list[Path]:
     # the tree, with every kind of sub-call and failure, and all the settings written
     RLM(
         ScriptedModel(tree_reply()), sandbox="inprocess", max_depth=2, trace=trace("tree"),
-        compact_after_chars=10**9,
+        compact_after_chars=10**9, max_errors=50, model_settings={"temperature": 0.5},
+        sub_model_settings={"seed": 7},
     ).completion("outer", context)  # fmt: skip
     # a budget stop; the second time the same run is served from the response cache
     loop = ["```repl\nanswer['content'] = 'partial'\nprint(llm_query('more'))\n```"] * 5
