@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, TypeVar, ca
 from ._version import __version__
 from .budget import Budget, Usage, UsageReport
 from .errors import ConfigError
+from .result import Stopped
 
 if TYPE_CHECKING:
     from .context import ContextInfo
@@ -62,7 +63,6 @@ EventType = Literal[
 ]
 Purpose = Literal["turn", "sub"]
 SubcallKind = Literal["llm", "rlm"]
-Stopped = Literal["budget", "iterations", "error"]
 #: The fields every event has, in the order they are written (``run_id`` follows them on
 #: ``run_start`` and ``run_end``).
 COMMON_FIELDS = ("v", "type", "t", "node_id", "parent_id", "depth")

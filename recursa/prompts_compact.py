@@ -13,11 +13,16 @@ strategies, never any task's answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .context import ContextInfo
+from .prompts import render_system_prompt, tool_lines
+from .repl.base import ToolSpec
 
 _PREVIEW_CHARS = 200
 # Below this many characters, reading every chunk with sub-calls is affordable on a CPU.
 _CHUNKABLE_CHARS = 200_000
+_FINISH = "- When you know the answer, reply with FINAL(answer) in a code block.\n"
 
 
 def _describe(info: ContextInfo) -> str:
@@ -93,23 +98,41 @@ FINAL(result)
 ```"""
 
 
-def compact_system_prompt(info: ContextInfo, *, subcalls: bool, max_depth: int) -> str:
+def compact_system_prompt(
+    info: ContextInfo,
+    *,
+    subcalls: bool,
+    max_depth: int,
+    template: str | None = None,
+    tools: Sequence[ToolSpec] = (),
+) -> str:
     """The system prompt for models with ``prompt_style = "compact"``.
 
     ``max_depth`` is accepted for symmetry with the full prompt; a small model
-    is not shown ``rlm_query`` (it calls ``llm_query`` at depth 1 anyway).
+    is not shown ``rlm_query`` (it calls ``llm_query`` at depth 1 anyway). A
+    custom ``template`` (see :data:`recursa.prompts.PLACEHOLDERS`) replaces the
+    built-in text; its placeholders get this prompt's short pieces, and
+    ``{tools}`` the ``tools`` given.
     """
-    tools = (
+    functions = (
         "- llm_query(prompt) asks a helper model and returns its answer as a str. "
         "The helper sees only the prompt, so put the text it needs into the prompt "
         "(at most 8,000 characters). llm_batch(prompts) does the same for a list.\n"
         if subcalls
         else ""
     )
+    preview = info.preview[:_PREVIEW_CHARS].replace("```", "'''")
+    if template is not None:
+        return render_system_prompt(
+            template,
+            context_description=f"{_describe(info)}. It begins: {preview!r}",
+            repl_functions=functions + _FINISH,
+            tools=tool_lines(tools),
+            max_depth=max_depth,
+        )
     examples = _search_example(info, subcalls)
     if subcalls and info.chars <= _CHUNKABLE_CHARS:
         examples += "\n\n" + _chunk_example(info)
-    preview = info.preview[:_PREVIEW_CHARS].replace("```", "'''")
     return f"""You answer a query about a very long text. You cannot read it directly: \
 {_describe(info)}, stored in a Python REPL. You write Python code, I run it and send you \
 what it prints.
@@ -118,8 +141,7 @@ Rules:
 - Every reply is one ```python code block. Never print the whole context.
 - To find a fact, search for the rarest words of the query and read the sentences that \
 contain them, as in the example. If nothing useful is found, search for other words.
-{tools}- When you know the answer, reply with FINAL(answer) in a code block.
-
+{functions}{_FINISH}
 The context begins: {preview!r}
 
 {examples}

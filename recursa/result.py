@@ -8,9 +8,11 @@ from typing import Any, Literal
 
 from .budget import UsageReport
 
-#: Why a run ended without a plain answer: a budget ran out, the iterations ran out, or
-#: it failed (an invalid final answer, an error). ``None``: it answered.
-Stopped = Literal["budget", "iterations", "error"]
+#: Why a run ended without a plain answer: a budget ran out; the iterations ran out (the
+#: answer then comes from one last extraction call, or the REPL's held ``answer``);
+#: ``max_errors`` cells in a row failed (the held ``answer``); or it failed (an invalid
+#: final answer, an error). ``None``: it answered.
+Stopped = Literal["budget", "iterations", "errors", "error"]
 
 #: ``result.isolation`` of a run whose root never needed its sandbox (it answered
 #: without code, so the start behind the first turn was cancelled).

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from .budget import Budget
 from .errors import ConfigError
+from .prompts import check_system_prompt
 from .sampling import Sampling
 from .trace import DEFAULT_MAX_CHARS, RunStart
 
@@ -106,6 +107,8 @@ class Settings:
             not isinstance(self.system_prompt, str) or not self.system_prompt.strip()
         ):
             raise ConfigError("system_prompt must be non-empty text")
+        if self.system_prompt is not None:
+            check_system_prompt(self.system_prompt)
         object.__setattr__(self, "prices", _checked_prices(self.prices))
         if isinstance(self.allowed_models, str) or not all(
             isinstance(m, str) and m for m in self.allowed_models

@@ -9,7 +9,8 @@ request               served by
 ====================  ==========================================================
 ``llm_query``         one sub-model call one level down (:meth:`Run.call_model`)
 ``llm_batch``         many, concurrently, order kept; a failure is ``{"error"}``
-``rlm_query``         a child node one level down (``llm_query`` at max depth)
+``rlm_query``         a child node one level down, on the sub-model or an allowed
+                      ``model=`` (``llm_query`` at max depth)
 ``rlm_batch``         many children, concurrently
 ``cancel``            end an ``llm_batch(stop_when=...)`` group's calls in flight
 ``budget``            what is left of each limit (``BUDGET()``)
@@ -68,12 +69,12 @@ class Host:
                 return await (self._in_group(group, call) if group else call)
             case LlmBatch(prompts=prompts, model=model):
                 return await _gather([self._llm(p, model, b) for p, b in self._batched(prompts)])
-            case RlmQuery(prompt=prompt, context=context, budget=limits):
-                return await self._rlm(prompt, context, budget=limits)
-            case RlmBatch(prompts=prompts, contexts=contexts):
+            case RlmQuery(prompt=prompt, context=context, budget=limits, model=model):
+                return await self._rlm(prompt, context, model=model, budget=limits)
+            case RlmBatch(prompts=prompts, contexts=contexts, model=model):
                 contexts = contexts if contexts is not None else (None,) * len(prompts)
                 return await _gather(
-                    [self._rlm(p, c, b)
+                    [self._rlm(p, c, b, model=model)
                      for (p, b), c in zip(self._batched(prompts), contexts, strict=True)]
                 )  # fmt: skip
             case Cancel(group=group):
@@ -150,11 +151,14 @@ class Host:
         context: Any,
         batch: Batched | None = None,
         *,
+        model: str | None = None,
         budget: BudgetLimits | None = None,
     ) -> str:
         node = self.node
         if node.depth + 1 >= node.run.settings.max_depth:
-            return await self._llm(prompt, None, batch)
+            return await self._llm(prompt, model, batch)
+        # the same check and resolution as llm_query(model=...): only a model the user allowed
+        child_model = node.run.model_for(model, node.run.models.sub)
         node.ledger.check()  # a spent budget starts no child (nor its sandbox)
         call_id = node.run.tracer.new_id("c")
         t0 = time.time()
@@ -167,8 +171,9 @@ class Host:
             slots.release()
             raise
         child = node.child(
-            prompt, Context(context if context is not None else prompt), cap, call_id
-        )
+            prompt, Context(context if context is not None else prompt), cap, call_id,
+            model=child_model,
+        )  # fmt: skip
         answer: str | None = None
         error: str | None = None
         try:

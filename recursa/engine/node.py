@@ -2,8 +2,9 @@
 
 A node asks its model for a turn, runs the code blocks of the reply in its
 sandbox, feeds the outputs back, and repeats until an answer is final, the
-iterations run out (one last turn then asks for the answer) or the budget is
-spent. The REPL's calls back to the host are served by the node's
+iterations run out (one last call, the extraction, then asks for the answer in
+plain text), ``max_errors`` cells in a row fail, or the budget is spent. The
+REPL's calls back to the host are served by the node's
 :class:`~recursa.engine.host.Host`; every model request goes through
 :meth:`Run.call_model <recursa.engine.run.Run.call_model>`.
 """
@@ -36,6 +37,32 @@ MAX_VALIDATION_RETRIES = 3
 #: The least time a cell is given even at the deadline (so the REPL can report).
 MIN_CELL_SECONDS = 0.05
 RESET_ANSWER = 'answer = {"content": "", "ready": False}\n'
+#: Lists the REPL's variables for the extraction turn, one line each: ``name: type and
+#: size = the start of its repr`` (as ``SHOW_VARS`` names them; ``context`` and ``answer``
+#: are described elsewhere). It leaves no name behind.
+LIST_VARIABLES = """\
+def __recursa_variables():
+    import reprlib
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 160
+    short.maxlist = short.maxtuple = short.maxset = short.maxdict = 8
+    about = SHOW_VARS()
+    names = [k for k in about if k not in ("context", "answer")]
+    for name in names[:40]:
+        try:
+            preview = short.repr(globals()[name])
+        except BaseException as exc:
+            preview = "<repr failed: " + type(exc).__name__ + ">"
+        print(name + ": " + about[name] + " = " + preview)
+    if len(names) > 40:
+        print("... and", len(names) - 40, "more")
+try:
+    __recursa_variables()
+finally:
+    del __recursa_variables
+"""
+#: The most characters of variable listing the extraction turn shows.
+MAX_VARIABLES_CHARS = 6_000
 
 
 @dataclass
@@ -58,6 +85,9 @@ class Node:
     _sandbox: Sandbox | None = None
     _starting: asyncio.Task[Sandbox] | None = None
     _invalid_answers: int = 0
+    _model: Model | None = None  # a child's rlm_query(model=...); None: by depth
+    _failed_cells: int = 0  # consecutive, for max_errors
+    _ran_code: bool = False
     host: Host = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,11 +99,19 @@ class Node:
         """The root node of ``run``, charged to the run's ledger."""
         return cls(run, query, context, depth=0, parent=None, ledger=run.ledger)
 
-    def child(self, query: str, context: Context, budget: Budget | None, call_id: str) -> Node:
-        """A child RLM one level down, with its own REPL and (optionally) its own cap."""
+    def child(
+        self,
+        query: str,
+        context: Context,
+        budget: Budget | None,
+        call_id: str,
+        model: Model | None = None,
+    ) -> Node:
+        """A child RLM one level down, with its own REPL, (optionally) its own cap, and
+        its model: ``model`` (already checked by ``Run.model_for``) or the sub-model."""
         return Node(
             self.run, query, context, depth=self.depth + 1, parent=self,
-            ledger=self.ledger.child(budget), parent_call_id=call_id,
+            ledger=self.ledger.child(budget), parent_call_id=call_id, _model=model,
         )  # fmt: skip
 
     def attach(self, run: Run) -> None:
@@ -83,6 +121,8 @@ class Node:
 
     @property
     def model(self) -> Model:
+        if self._model is not None:
+            return self._model
         return self.run.models.root if self.depth == 0 else self.run.models.sub
 
     @property
@@ -176,6 +216,7 @@ class Node:
             elif len(self.messages) > 1:  # a follow-up query in a session
                 await (await self.open()).run(RESET_ANSWER, timeout=10)
             self.iterations = 0
+            self._failed_cells = 0
             self.messages.append({"role": "user", "content": self._first_turn(query)})
             outcome = await self._loop()
         except BaseException as exc:
@@ -191,13 +232,17 @@ class Node:
         return outcome
 
     def _system_prompt(self) -> str:
+        """The built-in system prompt for this node's model and depth, or the user's
+        ``system_prompt`` filled in with the same pieces."""
         settings = self.run.settings
         if getattr(self.model, "prompt_style", "full") == "compact":
             from ..prompts_compact import compact_system_prompt
 
             text: str = compact_system_prompt(
-                self.context.info, subcalls=settings.max_depth > 0, max_depth=settings.max_depth
-            )
+                self.context.info, subcalls=settings.max_depth > 0,
+                max_depth=settings.max_depth, template=settings.system_prompt,
+                tools=self.tools.specs(),
+            )  # fmt: skip
             return text
         return prompts.system_prompt(
             self.context.info,
@@ -205,6 +250,7 @@ class Node:
             depth=self.depth,
             sub_window=self.run.models.sub.context_window,
             tools=self.tools.specs(),
+            template=settings.system_prompt,
         )
 
     def _first_turn(self, query: str) -> str:
@@ -232,6 +278,8 @@ class Node:
                 if result.final is not None:
                     final = result.final
                     break
+                if self._too_many_errors():
+                    return await self._stop_for_errors()
             # A FINAL written as text: FINAL(...) only counts in a reply without code (it
             # was written before any output was seen); FINAL_VAR(name) after the code ran.
             if final is None and parsed.final is not None:
@@ -242,6 +290,8 @@ class Node:
                     final = lookup.final
                     if final is None:
                         results.append(lookup)
+                        if self._too_many_errors():
+                            return await self._stop_for_errors()
             if final is not None:
                 accepted = self._accept(final)
                 if isinstance(accepted, Outcome):
@@ -249,12 +299,14 @@ class Node:
                 results.append(CellResult("", error=accepted))
             if self._budget_spent():
                 return await self._stop_for_budget()
+            if iteration == max_iterations:
+                return await self._last_turn(results)
             if not results:
                 self.messages.append({"role": "user", "content": prompts.NO_CODE_NUDGE})
                 continue
             feedback = prompts.cell_feedback(results, max_iterations - iteration)
             self.messages.append({"role": "user", "content": feedback})
-        return await self._last_turn()
+        return await self._last_turn([])
 
     def _accept(self, answer: str) -> Outcome | str:
         """The outcome for a final answer, or the validation error to show the model."""
@@ -318,29 +370,45 @@ class Node:
         ]
         self._traced = len(self.messages) - 1
 
-    async def _last_turn(self) -> Outcome:
-        self.messages.append({"role": "user", "content": prompts.LAST_TURN})
+    async def _last_turn(self, results: list[CellResult]) -> Outcome:
+        """The iterations ran out: one more model call, the extraction, asks for the answer
+        in plain text. It is shown the last cells' outputs, the REPL's variables and what
+        ``answer["content"]`` holds, and the query again. Its reply is never run: a code
+        block is no answer, so a reply that is only code (or empty) leaves the REPL's held
+        answer. The node still ends with ``stopped="iterations"``."""
+        held = await self._held_answer() if self._ran_code else ""
+        variables = await self._variables() if self._ran_code else ""
+        turn = prompts.extraction_turn(self.query, results, variables, held)
+        self.messages.append({"role": "user", "content": turn})
         try:
+            await self._compact_if_long()
             reply = await self._turn(self.iterations + 1)
         except BudgetExceeded:
             return await self._stop_for_budget()
         parsed = parse_reply(reply)
-        answer = parsed.prose.strip() or reply.strip()
-        for index, code in enumerate(parsed.cells):  # asked for no code, but models write it
-            result = await self._cell(code, self.iterations + 1, index)
-            if result.final is not None:
-                return self._accept_last(result.final)
-        if parsed.final is None and parsed.cells:
-            answer = (await self._held_answer()).strip() or answer
+        answer = parsed.prose.strip()
         if parsed.final is not None:
             if parsed.final.kind == "text":
                 answer = parsed.final.value
             else:
                 lookup = await self._cell(
-                    f"FINAL_VAR({parsed.final.value!r})\n", self.iterations, -1
+                    f"FINAL_VAR({parsed.final.value!r})\n", self.iterations + 1, -1
                 )
-                answer = lookup.final if lookup.final is not None else answer
+                answer = lookup.final if lookup.final is not None else ""
+        if not answer.strip():  # only code, or nothing: the REPL's held answer, if any
+            answer = held.strip()
         return self._accept_last(answer)
+
+    async def _variables(self) -> str:
+        """The REPL's variables, one line each (:data:`LIST_VARIABLES`), or ``""``."""
+        sandbox = await self.open()
+        result = await sandbox.run(LIST_VARIABLES, timeout=10)
+        if result.error is not None:
+            return ""
+        text = result.output
+        if len(text) > MAX_VARIABLES_CHARS:
+            text = text[:MAX_VARIABLES_CHARS] + "\n[... more variables cut]"
+        return text
 
     def _accept_last(self, answer: str) -> Outcome:
         accepted = self._accept(answer)
@@ -360,7 +428,15 @@ class Node:
             final=result.final is not None,
             timed_out=result.timed_out, restarted=result.restarted,
         )  # fmt: skip
+        self._ran_code = True
+        failed = result.error is not None or result.timed_out
+        self._failed_cells = self._failed_cells + 1 if failed else 0
         return result
+
+    def _too_many_errors(self) -> bool:
+        """``max_errors`` cells in a row have failed (an error, or the timeout)."""
+        limit = self.run.settings.max_errors
+        return limit is not None and self._failed_cells >= limit
 
     def _cell_timeout(self) -> float:
         """The cell timeout, cut to what the budget's ``seconds`` leaves: a cell running at
@@ -372,6 +448,10 @@ class Node:
     async def _stop_for_budget(self) -> Outcome:
         """The best answer available when the budget is spent: the REPL's ``answer``."""
         return Outcome(await self._held_answer(), "budget")
+
+    async def _stop_for_errors(self) -> Outcome:
+        """``max_errors`` failed cells in a row: the REPL's ``answer``, as on a budget stop."""
+        return Outcome(await self._held_answer(), "errors")
 
     async def _held_answer(self) -> str:
         """What the REPL's ``answer["content"]`` holds (set but not marked ready)."""

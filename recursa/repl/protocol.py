@@ -319,20 +319,24 @@ class BudgetLimits:
 
 @dataclass(frozen=True)
 class RlmQuery:
-    """``rlm_query(prompt, context=None, budget=None)``: a child RLM one level deeper."""
+    """``rlm_query(prompt, context=None, model=None, budget=None)``: a child RLM one level
+    deeper, on ``model`` (a spec the user allowed) or the sub-model."""
 
     prompt: str
     context: Any = None
     budget: BudgetLimits | None = None
+    model: str | None = None
     name: Literal["rlm_query"] = "rlm_query"
 
 
 @dataclass(frozen=True)
 class RlmBatch:
-    """``rlm_batch(prompts, contexts=None)``: children, concurrently."""
+    """``rlm_batch(prompts, contexts=None, model=None)`` (alias ``rlm_query_batched``):
+    children, concurrently."""
 
     prompts: tuple[str, ...]
     contexts: tuple[Any, ...] | None = None
+    model: str | None = None
     name: Literal["rlm_batch"] = "rlm_batch"
 
 
@@ -485,13 +489,16 @@ def _request(name: str, payload: dict[str, Any]) -> HostRequest:
             prompt=_field(payload, "prompt", str, what=what),
             context=payload.get("context"),
             budget=_budget(payload.get("budget"), what),
+            model=_model_field(payload, what),
         )
     if name == "rlm_batch":
         prompts = _prompts(payload, what)
         contexts = _field(payload, "contexts", list, None, what)
         if contexts is not None and len(contexts) != len(prompts):
             raise ProtocolError(f"{what}: prompts and contexts differ in length")
-        return RlmBatch(prompts, None if contexts is None else tuple(contexts))
+        return RlmBatch(
+            prompts, None if contexts is None else tuple(contexts), _model_field(payload, what)
+        )
     if name == "cancel":
         return Cancel(_name_field(payload, "group", what, required=True))
     if name == "budget":
@@ -523,10 +530,11 @@ def encode_request(request: HostRequest) -> tuple[str, dict[str, Any]]:
             "prompt": request.prompt,
             "context": request.context,
             "budget": None if budget is None else dict(budget.__dict__),
+            "model": request.model,
         }
     elif isinstance(request, RlmBatch):
         contexts = None if request.contexts is None else list(request.contexts)
-        payload = {"prompts": list(request.prompts), "contexts": contexts}
+        payload = {"prompts": list(request.prompts), "contexts": contexts, "model": request.model}
     elif isinstance(request, Cancel):
         payload = {"group": request.group}
     elif isinstance(request, BudgetQuery):

@@ -31,7 +31,17 @@ CallHost = Callable[[str, dict[str, Any]], Any]
 
 #: Names the REPL always defines; sub-call names are added by depth.
 CORE_NAMES = ("context", "FINAL", "FINAL_VAR", "answer", "SHOW_VARS", "BUDGET")
-SUBCALL_NAMES = ("llm_query", "llm_batch", "llm_query_batched", "rlm_query", "rlm_batch")
+SUBCALL_NAMES = (
+    "llm_query",
+    "llm_batch",
+    "llm_query_batched",
+    "rlm_query",
+    "rlm_batch",
+    "rlm_query_batched",
+)
+#: The names the model may use but not keep: rebound or deleted by a cell, each is put
+#: back after it (``answer`` is the model's to set, and is checked on its own).
+SCAFFOLD_NAMES = tuple(n for n in CORE_NAMES if n != "answer") + SUBCALL_NAMES
 
 
 class _Final(BaseException):
@@ -247,11 +257,15 @@ class Repl:
             ns["llm_query"] = self._llm_query
             ns["llm_batch"] = ns["llm_query_batched"] = self._llm_batch
             ns["rlm_query"] = self._rlm_query
-            ns["rlm_batch"] = self._rlm_batch
+            ns["rlm_batch"] = ns["rlm_query_batched"] = self._rlm_batch
         for tool in tools:
             ns[tool["name"]] = self._tool_stub(tool)
         self.namespace = ns
         self._reserved = set(ns)
+        #: the scaffold as it was built: what a cell that rebinds or deletes a name gets back
+        self._scaffold = {
+            name: ns[name] for name in (*SCAFFOLD_NAMES, *(t["name"] for t in tools)) if name in ns
+        }
         self._answer_content: Any = ""
         self._ready_noted: str | None = None
         _install_streams()
@@ -346,13 +360,33 @@ class Repl:
         return results
 
     def _rlm_query(
-        self, prompt: Any, context: Any = None, budget: dict[str, Any] | None = None
+        self,
+        prompt: Any,
+        context: Any = None,
+        model: Any = None,
+        budget: dict[str, Any] | None = None,
     ) -> str:
-        payload = {"prompt": _text(prompt), "context": _jsonable(context), "budget": budget}
+        if budget is None and isinstance(model, dict):  # rlm_query(p, ctx, Budget(...))
+            model, budget = None, model
+        payload = {
+            "prompt": _text(prompt),
+            "context": _jsonable(context),
+            "model": model,
+            "budget": budget,
+        }
         return str(self.call_host("rlm_query", payload))
 
-    def _rlm_batch(self, prompts: Sequence[Any], contexts: Sequence[Any] | None = None) -> Any:
-        payload = {"prompts": [_text(p) for p in prompts], "contexts": _jsonable(contexts)}
+    def _rlm_batch(
+        self,
+        prompts: Sequence[Any],
+        contexts: Sequence[Any] | None = None,
+        model: str | None = None,
+    ) -> Any:
+        payload = {
+            "prompts": [_text(p) for p in prompts],
+            "contexts": _jsonable(contexts),
+            "model": model,
+        }
         return _batch_results(self.call_host("rlm_batch", payload))
 
     def _tool_stub(self, tool: dict[str, str]) -> Callable[..., Any]:
@@ -394,6 +428,10 @@ class Repl:
             local.buffer = None
         output = buffer.getvalue()
         try:
+            restored = self._restore_scaffold()
+        except BaseException as exc:  # a hostile key's __eq__, an interrupt: try next cell
+            restored = f"note: reserved names could not be checked ({type(exc).__name__})"
+        try:
             ready, note = self._settle_answer()
         except BaseException as exc:  # a hostile __str__, an interrupt: never lose the REPL
             self.namespace["answer"] = {"content": "", "ready": False}
@@ -401,8 +439,9 @@ class Repl:
             ready, note = None, f"`answer` could not be read ({type(exc).__name__}); it is reset"
         if final is None:
             final = ready
-        if note:
-            output += ("\n" if output and not output.endswith("\n") else "") + f"[{note}]"
+        for line in (restored, note):
+            if line:
+                output += ("\n" if output and not output.endswith("\n") else "") + f"[{line}]"
         try:
             final = None if final is None else _as_answer(final)
         except BaseException:
@@ -413,6 +452,29 @@ class Repl:
             "final": final,
             "duration_s": time.perf_counter() - start,
         }
+
+    def _restore_scaffold(self) -> str | None:
+        """Put back every scaffold name a cell rebound or deleted; a note naming them.
+
+        Only the binding is checked (by identity, so no model code runs): a ``context``
+        changed in place stays as the cell left it.
+        """
+        ns = self.namespace
+        changed = [
+            name for name, value in self._scaffold.items() if ns.get(name, _MISSING) is not value
+        ]
+        if not changed:
+            return None
+        ns.update({name: self._scaffold[name] for name in changed})
+        names = ", ".join(f"`{name}`" for name in changed)
+        if len(changed) == 1:
+            return (
+                f"note: {names} is a reserved name and was restored; "
+                "store your data under another name"
+            )
+        return (
+            f"note: {names} are reserved names and were restored; store your data under other names"
+        )
 
     def _settle_answer(self) -> tuple[str | None, str | None]:
         """Read ``answer`` after a cell: the final answer if ``answer["ready"] is True``,
