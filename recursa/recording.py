@@ -70,6 +70,7 @@ from . import prompts
 from .budget import Budget, Usage
 from .errors import ConfigError, ModelError
 from .models.base import Completion, Message
+from .sampling import Sampling
 from .settings import recorded_settings
 from .trace import (
     TRUNCATION_MARK,
@@ -500,7 +501,7 @@ class ReplayModel:
         messages: Sequence[Message],
         *,
         max_tokens: int | None = None,
-        temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Completion:
         call = self.recording.take(self._spec, messages)
         await self.recording.ordered(call)

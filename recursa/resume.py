@@ -16,6 +16,7 @@ from pathlib import Path
 from .models.base import Completion, Message, Model, ModelWrapper
 from .models.source import ModelSource
 from .recording import Recording, ReplayMismatch
+from .sampling import Sampling
 
 
 class ResumingModel(ModelWrapper):
@@ -42,22 +43,18 @@ class ResumingModel(ModelWrapper):
         messages: Sequence[Message],
         *,
         max_tokens: int | None = None,
-        temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Completion:
         try:
             call = self.recording.take(self.spec, messages)
         except ReplayMismatch:
             call = None
         if call is None or call.cancelled or call.error is not None or call.text is None:
-            return await self.inner.complete(
-                messages, max_tokens=max_tokens, temperature=temperature
-            )
+            return await self.inner.complete(messages, max_tokens=max_tokens, sampling=sampling)
         try:
             recorded = self.recording.completion(call)
         except ReplayMismatch:  # a reply the trace truncated: ask again
-            return await self.inner.complete(
-                messages, max_tokens=max_tokens, temperature=temperature
-            )
+            return await self.inner.complete(messages, max_tokens=max_tokens, sampling=sampling)
         self.replayed += 1
         return dataclasses.replace(recorded, cost_usd=0.0, cache_hit=True)
 

@@ -28,6 +28,17 @@ def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+#: The local test servers play the providers' own APIs, so the models they serve are
+#: priced at list prices, in this process and in CLI subprocesses (a test of how a
+#: self-hosted server is priced removes it).
+LOCAL_SERVERS = r"http://127\.0\.0\.1:"
+
+
+@pytest.fixture(autouse=True)
+def _local_servers_stand_in_for_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECURSA_LIST_PRICED_URLS", LOCAL_SERVERS)
+
+
 @pytest.fixture
 def clean_env() -> dict[str, str]:
     """The environment for CLI subprocesses, without provider keys."""

@@ -26,6 +26,7 @@ from ..models import pricing
 from ..models.base import Completion, Message, Model, request_deadline
 from ..models.source import ModelSource, Sibling
 from ..result import NO_SANDBOX, Result, Stopped
+from ..sampling import Sampling
 from ..settings import Settings
 from ..tools import ToolSet
 from ..trace import (
@@ -144,9 +145,10 @@ class Run:
         """One model request, charged to the node's ledger (and so to every ancestor's).
 
         The call waits for its model's semaphore, then reserves its worst case (the
-        prompt plus the most output it may ask for, priced) on the ledger, and asks the
-        provider for no more output than it reserved (``max_tokens``); the actual usage
-        settles the reservation. A call that does not fit raises
+        prompt plus the most output it may ask for, priced: the model's cap, or the
+        user's ``max_tokens`` if lower) on the ledger, and asks the provider for no more
+        output than it reserved (``max_tokens``), sampling as :meth:`sampling_for` says;
+        the actual usage settles the reservation. A call that does not fit raises
         :class:`BudgetExceeded`. The budget's ``seconds`` is a deadline for the wait and
         the request (retries included): a call still running then is cancelled and
         raises :class:`BudgetExceeded`. A request cancelled in flight (the deadline,
@@ -158,9 +160,14 @@ class Run:
             model.spec, asyncio.Semaphore(self.settings.max_concurrency)
         )
         prices = self.settings.prices
-        price = pricing.lookup(model.spec, prices)
+        price = pricing.lookup_for(model, prices)
         per_token = None if price is None else (price.input / 1e6, price.output / 1e6)
         prompt_tokens = prompt_estimate(messages)
+        sampling = self.sampling_for(depth, purpose)
+        # the most output the call may ask for: the user's max_tokens, within the model's cap
+        cap = max_output_tokens(model, prompt_tokens)
+        if sampling.max_tokens is not None:
+            cap = min(cap, sampling.max_tokens)
         deadline = node.ledger.deadline()
         t0 = time.time()
         record = {
@@ -180,17 +187,23 @@ class Run:
         try:
             async with timeout:
                 reservation = await self._reserve(
-                    limit, node.ledger, prompt_tokens, max_output_tokens(model, prompt_tokens),
-                    per_token, model.spec,
-                )  # fmt: skip
+                    limit, node.ledger, prompt_tokens, cap, per_token, model.spec
+                )
+                # the reserved cap under a token or USD limit; the user's, else none
+                ask = reservation.max_output_tokens
+                if ask is None and sampling.max_tokens is not None:
+                    ask = cap
                 self.tracer.notify("call_start", node.node_id, call_id=call_id, model=model.spec)
                 try:
                     with request_deadline(deadline):
                         completion = await model.complete(
-                            messages, max_tokens=reservation.max_output_tokens
+                            messages, max_tokens=ask, sampling=sampling
                         )
                 except asyncio.CancelledError:
-                    cost = pricing.cost(model.spec, prompt_tokens, 0, overrides=prices)
+                    cost = pricing.cost(
+                        model.spec, prompt_tokens, 0, overrides=prices,
+                        base_url=pricing.endpoint(model),
+                    )  # fmt: skip
                     usage = Usage(prompt_tokens, 0, 0, 1, cost)
                     node.ledger.settle(reservation, depth, usage)
                     node.emit(
@@ -246,6 +259,14 @@ class Run:
         )
         return completion.text
 
+    def sampling_for(self, depth: int, purpose: Purpose) -> Sampling:
+        """How a call samples: the root model's turns (depth 0) by
+        ``Settings.model_settings``; sub-calls (``llm_query``, ``llm_batch``) and the
+        turns of child nodes (depth 1 and below) by ``Settings.sub_sampling``."""
+        if purpose == "turn" and depth == 0:
+            return self.settings.model_settings
+        return self.settings.sub_sampling
+
     async def _reserve(
         self,
         limit: asyncio.Semaphore,
@@ -291,6 +312,7 @@ class Run:
                 completion.output_tokens,
                 completion.cached_tokens,
                 overrides=prices,
+                base_url=pricing.endpoint(model),
             )
         return cost
 

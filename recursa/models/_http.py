@@ -7,6 +7,9 @@ retryable and what is permanent is decided here, once.
 
 from __future__ import annotations
 
+import errno
+import re
+import socket
 from collections.abc import Mapping
 
 from ..errors import AuthenticationError, ContextWindowError, ModelError, ModelNotFoundError
@@ -81,3 +84,76 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 def where(spec: str, base_url: str | None) -> str:
     """``spec``, plus the endpoint when it is not the provider's default."""
     return f"{spec} at {base_url}" if base_url else spec
+
+
+# What a refused connection or an unknown host says where no exception type tells
+# (several addresses tried, an SDK that wraps the error as text).
+_REFUSED_TEXT = re.compile(
+    rf"connection refused|connect call failed|\[errno {errno.ECONNREFUSED}\]", re.IGNORECASE
+)
+_UNRESOLVED_TEXT = re.compile(
+    r"name or service not known|nodename nor servname|no address associated with hostname"
+    r"|getaddrinfo failed|cannot resolve host|could not resolve host",
+    re.IGNORECASE,
+)
+
+
+def unreachable(exc: BaseException, *, by_text: bool = True) -> str | None:
+    """``"connection refused"`` or ``"cannot resolve host"`` when ``exc`` (or an error it
+    was raised from) says the endpoint is not there, else ``None`` (a timeout, a reset:
+    worth retrying). A DNS failure that may pass (``EAI_AGAIN``) is not one of them.
+    ``by_text=False`` trusts only the exceptions' types and errnos, not their messages
+    (for an HTTP error, whose body may quote anything)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    texts: list[str] = []
+    while stack:
+        current = stack.pop()
+        if id(current) in seen or len(seen) > 32:
+            continue
+        seen.add(id(current))
+        if isinstance(current, TimeoutError):
+            return None  # a connect timeout: the host is there, or may be
+        if isinstance(current, socket.gaierror):
+            if current.errno == socket.EAI_AGAIN:
+                return None
+            return "cannot resolve host"
+        if isinstance(current, ConnectionRefusedError) or (
+            isinstance(current, OSError) and current.errno == errno.ECONNREFUSED
+        ):
+            return "connection refused"
+        texts.append(str(current))
+        for linked in (current.__cause__, current.__context__, getattr(current, "os_error", None)):
+            if isinstance(linked, BaseException):
+                stack.append(linked)
+        stack.extend(a for a in getattr(current, "exceptions", ()) if isinstance(a, BaseException))
+    if not by_text:
+        return None
+    text = " ".join(texts)
+    if _UNRESOLVED_TEXT.search(text):
+        return "cannot resolve host"
+    if _REFUSED_TEXT.search(text):
+        return "connection refused"
+    return None
+
+
+def connection_error(exc: BaseException, *, spec: str, url: str | None) -> Exception:
+    """The exception a backend raises for a request that got no HTTP answer: a refused
+    connection or an unknown host is permanent (a :class:`ModelError` naming ``url``,
+    the base URL the client used, so the run fails at once); a timeout or a reset is a
+    :class:`TransientError`, retried."""
+    kind = unreachable(exc)
+    if kind is not None:
+        where = f"{spec} at {url.rstrip('/')}" if url else spec
+        return ModelError(f"{where}: {kind}", model=spec)
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return TransientError(f"connection failed: {detail}")
+
+
+def request_origin(exc: BaseException) -> str | None:
+    """``scheme://host[:port]`` of the request an httpx error is about, if it says."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when it has none
+        return None
+    return f"{url.scheme}://{url.netloc.decode()}" if getattr(url, "netloc", None) else None

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..sampling import Sampling
 from . import pricing
-from ._http import retry_after_seconds, status_error, where
-from .base import Completion, Message, SDKModel, TransientError
+from ._http import connection_error, retry_after_seconds, status_error, where
+from .base import Completion, Message, SDKModel, refuse
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -36,6 +37,16 @@ CACHE_WRITE_1H = 2.0
 EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
 # The API rejects empty text blocks; an empty turn (a model that said nothing) becomes this.
 EMPTY_TURN = "(empty)"
+# reasoning_effort as extended thinking's budget_tokens (1024 is the API's minimum; the
+# others are LiteLLM's defaults for the same mapping, all below DEFAULT_MAX_TOKENS, which
+# max_tokens must exceed). "none" leaves thinking off, the API's default.
+THINKING_BUDGETS: dict[str, int | None] = {
+    "none": None,
+    "minimal": 1024,
+    "low": 1024,
+    "medium": 2048,
+    "high": 4096,
+}
 
 
 class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
@@ -75,30 +86,71 @@ class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
         """The output a request asks for unless told otherwise (what a budget reserves)."""
         return self.max_tokens
 
+    def sampling_params(self, max_tokens: int | None, sampling: Sampling) -> dict[str, Any]:
+        """``max_tokens`` and the body's sampling fields (``extra_body``: recent SDKs
+        dropped some arguments that the API still takes); a :class:`ConfigError` for
+        what the Messages API has no field for (``seed``) or refuses with extended
+        thinking (a temperature; a ``top_p`` under 0.95; ``max_tokens`` not above the
+        thinking budget)."""
+        if sampling.seed is not None:
+            raise refuse(self.spec, "seed", sampling.seed, "the Messages API has no seed")
+        cap = max_tokens or self.max_tokens
+        body: dict[str, Any] = {}
+        effort = sampling.reasoning_effort
+        budget = THINKING_BUDGETS.get(effort) if effort is not None else None
+        if budget is not None:
+            if sampling.temperature is not None:
+                raise refuse(
+                    self.spec,
+                    "temperature",
+                    sampling.temperature,
+                    f"extended thinking (reasoning_effort={effort!r}) takes no temperature",
+                )
+            if sampling.top_p is not None and sampling.top_p < 0.95:
+                raise refuse(
+                    self.spec,
+                    "top_p",
+                    sampling.top_p,
+                    f"extended thinking (reasoning_effort={effort!r}) takes a top_p "
+                    "in [0.95, 1] only",
+                )
+            if cap <= budget:
+                raise ConfigError(
+                    f"{self.spec}: reasoning_effort={effort!r} thinks for up to {budget} "
+                    f"tokens, which must be less than max_tokens ({cap}); raise max_tokens "
+                    "or lower reasoning_effort"
+                )
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if sampling.temperature is not None:
+            body["temperature"] = sampling.temperature
+        if sampling.top_p is not None:
+            body["top_p"] = sampling.top_p
+        params: dict[str, Any] = {"max_tokens": cap}
+        if body:
+            params["extra_body"] = body
+        return params
+
     async def _request(
-        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+        self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
     ) -> Completion:
+        params = self.sampling_params(max_tokens, sampling)
         system, turns = to_anthropic(messages)
-        params: dict[str, Any] = {}
         if system:
             params["system"] = system
-        if temperature is not None:
-            # Recent SDKs dropped the argument (newer models fix it); the API still takes it.
-            params["extra_body"] = {"temperature": temperature}
         client = await self._sdk()  # first: it imports the SDK off the event loop
         import anthropic
 
         try:
             response = await client.messages.create(
                 model=self.name,
-                max_tokens=max_tokens or self.max_tokens,
                 messages=turns,  # type: ignore[arg-type]
                 **params,
             )
         except anthropic.APIStatusError as exc:
             raise self._translate(exc) from exc
         except anthropic.APIConnectionError as exc:  # APITimeoutError included
-            raise TransientError(f"connection failed: {exc}") from exc
+            # refused or no such host: at once; a timeout or a reset: retried
+            raise connection_error(exc, spec=self.spec, url=str(client.base_url)) from exc
         text = "".join(block.text for block in response.content if block.type == "text")
         usage = response.usage
         fresh = usage.input_tokens
@@ -150,9 +202,12 @@ def anthropic_cost(
     price = pricing.lookup(spec)
     if price is None:
         return None
-    input_usd = price.input * (
-        uncached + CACHE_WRITE_5M * cache_write + CACHE_WRITE_1H * cache_write_1h
+    # the table's cache-write prices where it has them, else Anthropic's multipliers
+    write_5m = price.cache_write if price.cache_write is not None else CACHE_WRITE_5M * price.input
+    write_1h = (
+        price.cache_write_1h if price.cache_write_1h is not None else CACHE_WRITE_1H * price.input
     )
+    input_usd = price.input * uncached + write_5m * cache_write + write_1h * cache_write_1h
     return (input_usd + price.cached * cache_read + price.output * output) / 1e6
 
 

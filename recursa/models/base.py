@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
 
 from ..errors import BudgetExceeded, ConfigError, ModelError
+from ..sampling import Sampling
 from . import pricing
 
 
@@ -117,8 +118,11 @@ class Model(Protocol):
         messages: Sequence[Message],
         *,
         max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> Completion: ...
+        sampling: Sampling | None = None,
+    ) -> Completion:
+        """One reply. ``max_tokens`` caps its output (what a budget reserved);
+        ``sampling`` is how to sample (its ``max_tokens`` caps the output too)."""
+        ...
 
 
 class BaseModel(abc.ABC):
@@ -182,9 +186,13 @@ class BaseModel(abc.ABC):
 
     @abc.abstractmethod
     async def _request(
-        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+        self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
     ) -> Completion:
-        """Send one request. Raise :class:`TransientError` for retryable failures and
+        """Send one request. ``max_tokens`` is the output cap to ask for (``None``: the
+        backend's default); ``sampling`` the rest (its own ``max_tokens`` is already in
+        ``max_tokens``). Refuse a sampling field the API does not take with a
+        :class:`~recursa.errors.ConfigError` naming it, before anything is sent. Raise
+        :class:`TransientError` for retryable failures and
         :class:`~recursa.errors.ModelError` (or a subclass) for permanent ones."""
 
     async def complete(
@@ -192,12 +200,14 @@ class BaseModel(abc.ABC):
         messages: Sequence[Message],
         *,
         max_tokens: int | None = None,
-        temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Completion:
+        sampling = sampling if sampling is not None else Sampling()
+        max_tokens = output_cap(max_tokens, sampling)
         attempt = 0
         while True:
             try:
-                completion = await self._request(messages, max_tokens, temperature)
+                completion = await self._request(messages, max_tokens, sampling)
             except TransientError as exc:
                 if attempt >= self.retry.max_retries:
                     raise ModelError(
@@ -216,9 +226,19 @@ class BaseModel(abc.ABC):
             return self._priced(completion)
 
     def _priced(self, c: Completion) -> Completion:
+        """``c`` with its cost: the one the backend reported (the provider's charge, or
+        its own reckoning from the price table), else the price table's. A model at a
+        custom endpoint (a self-hosted server, a proxy) is unpriced, whatever a table
+        says of its name: only the user's ``prices`` price it (the engine applies them).
+        """
+        base_url = pricing.endpoint(self)
+        if pricing.custom_endpoint(base_url):
+            return c if c.cost_usd is None else dataclasses.replace(c, cost_usd=None)
         if c.cost_usd is not None:
             return c
-        cost = pricing.cost(self.spec, c.input_tokens, c.output_tokens, c.cached_tokens)
+        cost = pricing.cost(
+            self.spec, c.input_tokens, c.output_tokens, c.cached_tokens, base_url=base_url
+        )
         return dataclasses.replace(c, cost_usd=cost)
 
 
@@ -302,6 +322,20 @@ class SDKModel(BaseModel, Generic[ClientT]):
         client, self._client = self._client, None
         if client is not None:
             await client.close()  # type: ignore[attr-defined]
+
+
+def output_cap(max_tokens: int | None, sampling: Sampling | None) -> int | None:
+    """The output cap a request asks for: the smaller of ``max_tokens`` (a budget's) and
+    the sampling's own ``max_tokens`` (the user's), ``None`` when neither is set."""
+    own = sampling.max_tokens if sampling is not None else None
+    if own is None:
+        return max_tokens
+    return own if max_tokens is None else min(own, max_tokens)
+
+
+def refuse(spec: str, field: str, value: object, why: str) -> ConfigError:
+    """The :class:`~recursa.errors.ConfigError` for a sampling field a model does not take."""
+    return ConfigError(f"{spec} does not support {field}={value!r}: {why}")
 
 
 def installed(module: str) -> bool:

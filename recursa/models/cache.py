@@ -4,10 +4,12 @@
 key is the SHA-256 of the key version, the model spec, where the replies come
 from (the model's ``cache_identity``: provider, model and endpoint, so the same
 model name on another server is another key), the messages and the sampling
-parameters (``max_tokens``, ``temperature``); different in any of them is a miss.
-Entries written under an older key version are never served (their keys cannot
-match); ``recursa cache stats`` counts them as stale and ``recursa cache clear``
-removes them.
+settings (the output cap and every :class:`~recursa.sampling.Sampling` field that is
+set: ``temperature``, ``top_p``, ``seed``, ``reasoning_effort``); different in any of
+them is a miss. Entries written under an older key version are never served (their
+keys cannot match: version 2 keyed on ``max_tokens`` and ``temperature`` only, so its
+entries are stale since version 3 added the other sampling fields); ``recursa cache
+stats`` counts them as stale and ``recursa cache clear --stale`` removes them.
 
 A hit returns the stored reply as a :class:`~recursa.models.base.Completion` with
 ``cache_hit=True`` and the token counts recorded when it was first asked: the
@@ -50,13 +52,16 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import ConfigError
-from .base import Completion, Message, Model, ModelWrapper
+from ..sampling import Sampling
+from .base import Completion, Message, Model, ModelWrapper, output_cap
 
 logger = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.sqlite"
-KEY_VERSION = "recursa-response-cache/2"
-KEY_VERSION_NUMBER = 2
+# 3: the key holds every sampling field (temperature, top_p, seed, reasoning_effort) and
+# the output cap; 2 held max_tokens and temperature; 1 had no endpoint.
+KEY_VERSION = "recursa-response-cache/3"
+KEY_VERSION_NUMBER = 3
 BUSY_TIMEOUT_S = 30.0
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -132,19 +137,23 @@ def cache_key(
     messages: Sequence[Message],
     *,
     max_tokens: int | None = None,
-    temperature: float | None = None,
+    sampling: Sampling | None = None,
     identity: dict[str, Any] | None = None,
 ) -> str:
     """SHA-256 (hex) of everything that shapes a reply: the key version, the model and
-    where it is served (``identity``, see :func:`cache_identity`), the messages and the
-    sampling parameters."""
+    where it is served (``identity``, see :func:`cache_identity`), the messages, the
+    output cap the request asks for (the smaller of ``max_tokens`` and the sampling's)
+    and every sampling field that is set (temperature, top_p, seed, reasoning_effort).
+    A field left unset and one set to the provider's default are different keys."""
+    fields = sampling.to_dict() if sampling is not None else {}
+    fields.pop("max_tokens", None)  # in the cap
     payload = {
         "v": KEY_VERSION,
         "model": spec,
         "identity": identity,
         "messages": list(messages),
-        "max_tokens": max_tokens,
-        "temperature": temperature,
+        "max_tokens": output_cap(max_tokens, sampling),
+        "sampling": fields,
     }
     data = json.dumps(
         payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
@@ -466,13 +475,13 @@ class CachedModel(ModelWrapper):
         messages: Sequence[Message],
         *,
         max_tokens: int | None = None,
-        temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Completion:
         key = cache_key(
             self.spec,
             messages,
             max_tokens=max_tokens,
-            temperature=temperature,
+            sampling=sampling,
             identity=self.identity,
         )
         try:
@@ -482,9 +491,7 @@ class CachedModel(ModelWrapper):
             hit = None
         if hit is not None:
             return hit
-        completion = await self.inner.complete(
-            messages, max_tokens=max_tokens, temperature=temperature
-        )
+        completion = await self.inner.complete(messages, max_tokens=max_tokens, sampling=sampling)
         try:
             await self.cache.aput(key, self.spec, completion, endpoint=self._endpoint)
         except sqlite3.Error as exc:

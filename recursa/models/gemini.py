@@ -23,8 +23,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..errors import ConfigError, ModelError
-from ._http import retry_after_seconds, status_error, where
-from .base import Completion, Message, SDKModel, TransientError, estimate_tokens, message_tokens
+from ..sampling import Sampling
+from ._http import connection_error, request_origin, retry_after_seconds, status_error, where
+from .base import (
+    Completion,
+    Message,
+    SDKModel,
+    estimate_tokens,
+    message_tokens,
+    refuse,
+)
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -35,6 +43,10 @@ if TYPE_CHECKING:
 # Gemini rejects empty parts; an empty turn (a model that said nothing) becomes this.
 EMPTY_TURN = "(empty)"
 ROLES = {"user": "user", "assistant": "model"}
+# reasoning_effort as Gemini 2.5's thinking_budget: Google's own mapping for its OpenAI
+# compatibility layer (low 1024, medium 8192, high 24576, none 0); "minimal" is 512,
+# which every 2.5 model allows (Pro's minimum is 128, Flash-Lite's 512).
+THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 
 
 class GeminiModel(SDKModel["genai.Client"]):
@@ -94,19 +106,57 @@ class GeminiModel(SDKModel["genai.Client"]):
             await http[0].aclose()
             http[1].close()
 
+    def sampling_config(self, max_tokens: int | None, sampling: Sampling) -> dict[str, Any]:
+        """The ``GenerateContentConfig`` fields for the request's sampling:
+        ``max_output_tokens``, ``temperature``, ``top_p``, ``seed`` and, for
+        ``reasoning_effort``, a ``thinking_config``: a ``thinking_level`` on Gemini 3
+        and later, a ``thinking_budget`` on Gemini 2.5 (:data:`THINKING_BUDGETS`). A
+        :class:`ConfigError` for an effort the model cannot do."""
+        config: dict[str, Any] = {
+            "max_output_tokens": max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "seed": sampling.seed,
+        }
+        effort = sampling.reasoning_effort
+        if effort is not None:
+            config["thinking_config"] = self._thinking(effort)
+        return {k: v for k, v in config.items() if v is not None}
+
+    def _thinking(self, effort: str) -> dict[str, Any]:
+        name = self.name.lower().removeprefix("models/")
+        if name.startswith(("gemini-1", "gemini-2.0")):
+            raise refuse(
+                self.spec, "reasoning_effort", effort, "the model does not think (Gemini 2.5+)"
+            )
+        if name.startswith("gemini-2.5"):
+            if effort == "none" and "pro" in name:
+                raise refuse(
+                    self.spec,
+                    "reasoning_effort",
+                    effort,
+                    "Gemini 2.5 Pro cannot turn its thinking off",
+                )
+            return {"thinking_budget": THINKING_BUDGETS[effort]}
+        if effort == "none":
+            raise refuse(
+                self.spec,
+                "reasoning_effort",
+                effort,
+                "Gemini 3 models cannot turn their thinking off; use 'minimal' or 'low'",
+            )
+        return {"thinking_level": effort.upper()}
+
     async def _request(
-        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+        self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
     ) -> Completion:
+        fields = self.sampling_config(max_tokens, sampling)
         system, contents = to_gemini(messages)
         client = await self._sdk()  # first: it imports the SDK off the event loop
         from google.genai import errors as genai_errors
         from google.genai import types
 
-        config = types.GenerateContentConfig(
-            system_instruction=system,
-            max_output_tokens=max_tokens,
-            temperature=temperature,
-        )
+        config = types.GenerateContentConfig(system_instruction=system, **fields)
         try:
             response = await client.aio.models.generate_content(
                 model=self.name,
@@ -116,7 +166,9 @@ class GeminiModel(SDKModel["genai.Client"]):
         except genai_errors.APIError as exc:
             raise self._translate(exc) from exc
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise TransientError(f"connection failed: {exc}") from exc
+            # refused or no such host: at once; a timeout or a reset: retried
+            url = self.base_url or request_origin(exc)
+            raise connection_error(exc, spec=self.spec, url=url) from exc
         if not response.candidates:
             feedback = response.prompt_feedback
             reason = feedback.block_reason if feedback is not None else None

@@ -23,7 +23,8 @@ from typing import Any
 import openai
 
 from ..errors import ConfigError, ContextWindowError, ModelError
-from ._http import retry_after_seconds, status_error, where
+from ..sampling import Sampling
+from ._http import connection_error, retry_after_seconds, status_error, unreachable, where
 from .base import BaseModel, Completion, Message, TransientError, estimate_tokens, message_tokens
 from .registry import ModelOptions
 
@@ -52,14 +53,15 @@ class LiteLLMModel(BaseModel):
         self.base_url = base_url or options.base_url
 
     async def _request(
-        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+        self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
     ) -> Completion:
         litellm = _import_litellm()
-        params: dict[str, Any] = {}
+        # Passed on as they are: LiteLLM maps them onto the provider's API (reasoning_effort
+        # to Anthropic's thinking, ...) and, with drop_params off, raises for one the
+        # provider does not take, which is refused below rather than silently dropped.
+        params: dict[str, Any] = {k: v for k, v in sampling.to_dict().items() if k != "max_tokens"}
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
-        if temperature is not None:
-            params["temperature"] = temperature
         if self.api_key:
             params["api_key"] = self.api_key
         if self.base_url:
@@ -71,8 +73,15 @@ class LiteLLMModel(BaseModel):
                 timeout=self.timeout,
                 num_retries=0,
                 max_retries=0,
+                drop_params=False,  # even if litellm.drop_params was turned on globally
                 **params,
             )
+        except litellm.UnsupportedParamsError as exc:
+            raise ConfigError(
+                f"{self.spec}: the model does not take a sampling setting "
+                f"({', '.join(f'{k}={v!r}' for k, v in sorted(sampling.to_dict().items()))}): "
+                f"{_one_line(exc)}"
+            ) from exc
         except litellm.ContextWindowExceededError as exc:
             raise ContextWindowError(
                 f"{where(self.spec, self.base_url)}: {_one_line(exc)}", status=400, model=self.spec
@@ -113,8 +122,10 @@ class LiteLLMModel(BaseModel):
 
     def _translate(self, exc: openai.APIError) -> Exception:
         status = getattr(exc, "status_code", None)
-        if not isinstance(status, int):
-            return TransientError(f"connection failed: {_one_line(exc)}")
+        # No HTTP answer (LiteLLM reports a refused connection as a 500 of its own):
+        # refused or unresolved fails at once, a timeout or a reset is retried.
+        if not isinstance(status, int) or unreachable(exc, by_text=False):
+            return connection_error(exc, spec=self.spec, url=self.base_url)
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None) or {}
         return status_error(

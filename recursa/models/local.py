@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, ContextWindowError, ModelError
-from .base import BaseModel, Completion, Message, message_text
+from ..sampling import Sampling
+from .base import BaseModel, Completion, Message, message_text, refuse
 from .registry import ModelOptions
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
@@ -503,6 +504,7 @@ class Engine:
         temperature: float,
         seed: int,
         cancelled: threading.Event,
+        top_p: float = 1.0,
     ) -> _Result:
         prompt, stop = self.render(messages)
         with self.lock:
@@ -535,7 +537,7 @@ class Engine:
                 prompt=tokens,
                 max_tokens=min(max_tokens, room),
                 temperature=temperature,
-                top_p=1.0,
+                top_p=top_p,
                 top_k=0 if temperature > 0 else 1,
                 min_p=0.0,
                 repeat_penalty=1.0,
@@ -615,8 +617,9 @@ def default_threads() -> int:
 class LocalModel(BaseModel):
     """A GGUF model run in-process by llama.cpp; free, offline, deterministic by default.
 
-    ``temperature=None`` means greedy decoding; a positive temperature samples with
-    a fixed ``seed``. Loading happens on the first request (or :meth:`load`).
+    No temperature (or 0) means greedy decoding; a positive temperature samples
+    (with ``top_p``) from the sampling's ``seed``, else the model's fixed ``seed``.
+    A ``reasoning_effort`` is refused. Loading happens on the first request (or :meth:`load`).
     """
 
     provider = "local"
@@ -677,8 +680,15 @@ class LocalModel(BaseModel):
         return self._engine
 
     async def _request(
-        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+        self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
     ) -> Completion:
+        if sampling.reasoning_effort is not None:
+            raise refuse(
+                self.spec,
+                "reasoning_effort",
+                sampling.reasoning_effort,
+                "llama.cpp has no reasoning effort to set",
+            )
         engine = self._engine if self._engine is not None else await asyncio.to_thread(self.load)
         cancelled = threading.Event()
         job = functools.partial(
@@ -686,8 +696,9 @@ class LocalModel(BaseModel):
             messages,
             spec=self.spec,
             max_tokens=max_tokens or self.max_output_tokens,
-            temperature=temperature or 0.0,
-            seed=self.seed,
+            temperature=sampling.temperature or 0.0,
+            top_p=sampling.top_p if sampling.top_p is not None else 1.0,
+            seed=sampling.seed if sampling.seed is not None else self.seed,
             cancelled=cancelled,
         )
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,17 @@ from ..errors import (
     ModelError,
     ModelNotFoundError,
 )
-from .base import Completion, Message, SDKModel, TransientError, estimate_tokens, message_tokens
+from ..sampling import Sampling
+from ._http import connection_error
+from .base import (
+    Completion,
+    Message,
+    SDKModel,
+    TransientError,
+    estimate_tokens,
+    message_tokens,
+    refuse,
+)
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -28,6 +39,8 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the SDK insists on one.
 PLACEHOLDER_KEY = "not-needed"
+# OpenAI's reasoning models: GPT-5 (gpt-5, gpt-5-mini, gpt-5.1, ...) and the o-series.
+REASONING_MODEL = re.compile(r"^(gpt-5|o\d)([.\-]|$)")
 
 
 class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
@@ -69,17 +82,60 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
             **_http_client(),
         )
 
-    async def _request(
-        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
-    ) -> Completion:
+    @property
+    def official(self) -> bool:
+        """Whether requests go to OpenAI's own API (not a compatible server)."""
+        return self.base_url is None or self.base_url.rstrip("/") == DEFAULT_BASE_URL
+
+    @property
+    def reasoning(self) -> bool:
+        """Whether the model is one of OpenAI's reasoning models (GPT-5, o1, o3, o4-mini
+        ...), by its name; a vendor prefix (``openai/gpt-5`` on a proxy) is ignored."""
+        return is_reasoning_model(self.name)
+
+    def _output_param(self) -> str:
+        """The name of the output cap: OpenAI's own API takes ``max_completion_tokens``
+        for every model (and refuses ``max_tokens`` for reasoning ones); a compatible
+        server serving a reasoning model is a proxy to one, so it gets the same;
+        other compatible servers (vLLM, llama.cpp, Ollama) know ``max_tokens``."""
+        return "max_completion_tokens" if self.official or self.reasoning else "max_tokens"
+
+    def sampling_params(self, max_tokens: int | None, sampling: Sampling) -> dict[str, Any]:
+        """The request's sampling parameters; a :class:`ConfigError` for a value the
+        model refuses (OpenAI's reasoning models take neither a temperature nor a top_p
+        other than 1, unless their reasoning is off)."""
         params: dict[str, Any] = {}
         if max_tokens is not None:
-            # OpenAI's own API refuses max_tokens for its reasoning models and takes
-            # max_completion_tokens for all; compatible servers know max_tokens
-            official = self.base_url is None or self.base_url.rstrip("/") == DEFAULT_BASE_URL
-            params["max_completion_tokens" if official else "max_tokens"] = max_tokens
-        if temperature is not None:
-            params["temperature"] = temperature
+            params[self._output_param()] = max_tokens
+        effort = sampling.reasoning_effort
+        if self.reasoning and effort != "none":
+            for field in ("temperature", "top_p"):
+                value = getattr(sampling, field)
+                if value is not None and value != 1:
+                    raise refuse(
+                        self.spec,
+                        field,
+                        value,
+                        "OpenAI's reasoning models (GPT-5, o-series) only take the default "
+                        "of 1; leave it unset, or use reasoning_effort to steer them",
+                    )
+        if effort is not None and self.official and not self.reasoning:
+            raise refuse(
+                self.spec,
+                "reasoning_effort",
+                effort,
+                "only OpenAI's reasoning models (GPT-5, o-series) take one",
+            )
+        for field in ("temperature", "top_p", "seed", "reasoning_effort"):
+            value = getattr(sampling, field)
+            if value is not None:
+                params[field] = value
+        return params
+
+    async def _request(
+        self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
+    ) -> Completion:
+        params = self.sampling_params(max_tokens, sampling)
         client = await self._sdk()  # first: it imports the SDK off the event loop
         import openai
 
@@ -96,7 +152,8 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
         except openai.APIStatusError as exc:
             raise self._translate(exc) from exc
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise TransientError(f"connection failed: {exc}") from exc
+            # refused or no such host: at once; a timeout or a reset: retried
+            raise connection_error(exc, spec=self.spec, url=str(client.base_url)) from exc
         return self._completion(raw, messages)
 
     def _completion(self, raw: bytes, messages: Sequence[Message]) -> Completion:
@@ -161,6 +218,14 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
         if status == 400 and "context" in detail.lower() and "length" in detail.lower():
             return ContextWindowError(f"{where}: {detail}", status=status, model=self.spec)
         return ModelError(f"{where}: HTTP {status}: {detail}", status=status, model=self.spec)
+
+
+def is_reasoning_model(name: str) -> bool:
+    """Whether ``name`` (``gpt-5-mini``, ``o4-mini``, ``openai/o3``) is one of OpenAI's
+    reasoning models, which refuse ``max_tokens`` and any temperature but 1."""
+    base = name.rsplit("/", 1)[-1].lower()
+    # gpt-5-chat-latest is the chat model behind ChatGPT: no reasoning, any temperature
+    return REASONING_MODEL.match(base) is not None and "-chat" not in base
 
 
 def _http_client() -> dict[str, Any]:

@@ -39,6 +39,10 @@ class OpenRouterModel(OpenAIModel):
         base_url = base_url or options.base_url or OPENROUTER_BASE_URL
         super().__init__(name, api_key=api_key, base_url=base_url, options=options)
 
+    def _output_param(self) -> str:
+        # OpenRouter documents max_tokens for every model and maps it to each provider's.
+        return "max_tokens"
+
 
 def create(name: str, options: ModelOptions) -> OpenRouterModel:
     """Registry entry point for ``openrouter/<vendor>/<model>``."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ModelError
+from ..sampling import Sampling
 from .base import BaseModel, Completion, Message, estimate_tokens, message_tokens
 
 Reply = str | Exception
@@ -27,6 +28,8 @@ class ScriptedCall:
 
     messages: list[Message]
     reply: str
+    max_tokens: int | None = None  # the output cap the request asked for
+    sampling: Sampling = field(default_factory=Sampling)  # how it asked to sample
 
 
 class ScriptedModel(BaseModel):
@@ -34,7 +37,8 @@ class ScriptedModel(BaseModel):
 
     A list entry that is an exception is raised instead of replied. Token counts
     are estimates (4 characters a token); cost is zero. A reply is cut to
-    ``max_tokens`` (4 characters a token), as a provider cuts its output.
+    ``max_tokens`` (4 characters a token), as a provider cuts its output. Any
+    sampling is accepted and recorded with the call (:class:`ScriptedCall`).
     """
 
     provider = "scripted"
@@ -54,7 +58,7 @@ class ScriptedModel(BaseModel):
         self.calls: list[ScriptedCall] = []
 
     async def _request(
-        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+        self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
     ) -> Completion:
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -72,7 +76,7 @@ class ScriptedModel(BaseModel):
             text = reply
         if max_tokens is not None:
             text = text[: max_tokens * 4]  # like a provider: no more output than asked for
-        self.calls.append(ScriptedCall(history, text))
+        self.calls.append(ScriptedCall(history, text, max_tokens, sampling))
         return Completion(
             text=text,
             model=self.spec,

@@ -32,7 +32,7 @@ def test_a_hung_provider_ends_the_cli_run_at_the_deadline(
             clean_env,
         )  # fmt: skip
         elapsed = time.monotonic() - t0
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # stopped without an answer
     out = json.loads(proc.stdout)
     assert out["stopped"] == "budget"
     assert elapsed < 6, elapsed  # 2 s of budget plus the interpreter's start
@@ -113,6 +113,6 @@ def test_request_timeout_flag_reaches_the_settings(
         )  # fmt: skip
         elapsed = time.monotonic() - t0
     # each attempt times out after 0.3 s and is retried until the deadline
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # the deadline stopped it
     assert elapsed < 6
     assert len(server.requests) >= 2

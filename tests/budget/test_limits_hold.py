@@ -67,7 +67,8 @@ def test_usd_budget_is_never_overshot(sandbox: str) -> None:
     assert result.stopped == "budget"
     assert result.usage.cost_usd is not None and 0 < result.usage.cost_usd <= 0.05
     assert result.usage.calls == len(bodies) > 1
-    assert all(b.get("max_tokens") == 16_384 for b in bodies)  # gpt-5 family's request cap
+    # the gpt-5 family's request cap, under the name its API takes
+    assert all(b.get("max_completion_tokens") == 16_384 for b in bodies)
 
 
 def test_usd_budget_with_a_user_price_and_a_tiny_limit() -> None:

@@ -27,6 +27,7 @@ from recursa.models.cache import (
 )
 from recursa.models.openai import OpenAIModel
 from recursa.models.registry import ModelOptions
+from recursa.sampling import Sampling
 from recursa.testing import HTTPFailure, ScriptedServer, http_router
 from tests.cache._worker import write_and_read
 
@@ -88,11 +89,13 @@ async def test_hit_keeps_tokens_costs_zero_and_sampling_parameters_are_keyed(
     server: ScriptedServer, tmp_path: Path
 ) -> None:
     with ResponseCache(tmp_path / "c.sqlite") as cache:
-        model = CachedModel(priced(server), cache)
+        # gpt-4o-mini: it takes a temperature (gpt-5-mini refuses any but 1)
+        priced_chat = OpenAIModel("gpt-4o-mini", options=ModelOptions(base_url=server.url))
+        model = CachedModel(priced_chat, cache)
         async with model:
             messages: Any = [{"role": "user", "content": "hi"}]
-            miss = await model.complete(messages, temperature=0.0)
-            hit = await model.complete(messages, temperature=0.0)
+            miss = await model.complete(messages, sampling=Sampling(temperature=0.0))
+            hit = await model.complete(messages, sampling=Sampling(temperature=0.0))
             assert len(server.requests) == 1
             assert not miss.cache_hit and hit.cache_hit
             assert miss.cost_usd is not None and miss.cost_usd > 0
@@ -102,13 +105,20 @@ async def test_hit_keeps_tokens_costs_zero_and_sampling_parameters_are_keyed(
                 miss.input_tokens,
                 miss.output_tokens,
             )
-            await model.complete(messages, temperature=0.7)  # another temperature: a miss
-            await model.complete(messages, temperature=0.0, max_tokens=5)  # and max_tokens
-            await model.complete([{"role": "user", "content": "hi!"}], temperature=0.0)
-            assert len(server.requests) == 4
+            cold = Sampling(temperature=0.0)
+            await model.complete(messages, sampling=Sampling(temperature=0.7))  # a miss
+            await model.complete(messages, sampling=cold, max_tokens=5)  # and max_tokens
+            await model.complete([{"role": "user", "content": "hi!"}], sampling=cold)
+            await model.complete(messages, sampling=cold.replace(top_p=0.5))  # and top_p
+            await model.complete(messages, sampling=cold.replace(seed=7))  # and seed
+            # the user's max_tokens is the same cap as the budget's: a hit
+            await model.complete(messages, sampling=cold.replace(max_tokens=5))
+            assert len(server.requests) == 6
             assert server.requests[1]["temperature"] == 0.7
-        assert (cache.hits, cache.misses) == (1, 4)
-        assert len(cache) == 4
+            assert server.requests[4]["top_p"] == 0.5
+            assert server.requests[5]["seed"] == 7
+        assert (cache.hits, cache.misses) == (2, 6)
+        assert len(cache) == 6
 
 
 def test_key_covers_model_messages_and_parameters() -> None:
@@ -121,12 +131,23 @@ def test_key_covers_model_messages_and_parameters() -> None:
                 base,
                 cache_key("openai/b", m),
                 cache_key("openai/a", [{"role": "user", "content": "y"}]),
-                cache_key("openai/a", m, temperature=0.0),
+                cache_key("openai/a", m, sampling=Sampling(temperature=0.0)),
+                cache_key("openai/a", m, sampling=Sampling(top_p=0.9)),
+                cache_key("openai/a", m, sampling=Sampling(seed=1)),
+                cache_key("openai/a", m, sampling=Sampling(reasoning_effort="low")),
                 cache_key("openai/a", m, max_tokens=10),
             }
         )
-        == 5
+        == 8
     )
+    # an output cap is one cap, whether a budget or the user asked for it
+    assert cache_key("openai/a", m, max_tokens=10) == cache_key(
+        "openai/a", m, sampling=Sampling(max_tokens=10)
+    )
+    assert cache_key("openai/a", m, max_tokens=10) == cache_key(
+        "openai/a", m, max_tokens=20, sampling=Sampling(max_tokens=10)
+    )
+    assert base == cache_key("openai/a", m, sampling=Sampling())
 
 
 async def test_errors_are_not_cached(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 from recursa.errors import AuthenticationError, ConfigError, ModelError, ModelNotFoundError
 from recursa.models import litellm as backend
 from recursa.models.litellm import LiteLLMModel
+from recursa.sampling import Sampling
 from recursa.testing import HTTPFailure, Received
 from tests.helpers import requires
 from tests.providers.servers import OpenAIServer, options
@@ -51,7 +52,7 @@ def make(server: OpenAIServer, name: str = "openai/gpt-4o-mini") -> LiteLLMModel
 async def test_reply_usage_and_litellm_reported_cost(server_factory: Any) -> None:
     server = server_factory(lambda r: "hello from litellm")
     async with make(server) as model:
-        c = await model.complete(HI, max_tokens=32, temperature=0.5)
+        c = await model.complete(HI, max_tokens=32, sampling=Sampling(temperature=0.5))
     assert c.text == "hello from litellm"
     assert c.model == "litellm/openai/gpt-4o-mini"
     (request,) = server.requests
