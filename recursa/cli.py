@@ -1,7 +1,8 @@
 """The ``recursa`` command line: run, and the tools around a run.
 
-Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP).
+Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 3 stopped without a
+valid answer (budget, iterations, cell errors, an answer invalid for ``--schema``),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP).
 Results go to stdout; progress, warnings and errors to stderr.
 """
 
@@ -20,6 +21,7 @@ import click
 from . import __version__
 from .cli_options import (
     EXIT_FAILED,
+    EXIT_STOPPED,
     EXIT_USAGE,
     budget_given,
     exit_codes,
@@ -179,18 +181,32 @@ def run(
     progress: bool | None,
     **options: Any,
 ) -> None:
-    """Answer QUERY over the text in --context."""
+    """Answer QUERY over the text in --context.
+
+    Exit 0 when the run answered, 3 when it stopped without a valid answer (a budget or
+    the iterations ran out, cells kept failing, the answer did not fit --schema), 1 when
+    it failed, 2 for bad usage. With --json, stdout holds exactly one JSON object on
+    every path: on a failure `answer` is null and `error` says why.
+
+    \b
+    Examples:
+      recursa run "Who is the murderer?" -c novel.txt
+      recursa run "List every date" -c log.txt -m openai/gpt-5-mini --budget-usd 0.50
+      cat notes.txt | recursa run "Summarise" -c - --json --temperature 0
+    """
     from .progress import progress_sinks
     from .tools import load_tools
 
+    report = _json_failure if as_json else None
     recorded_run = resume or replay
     if query is None and recorded_run is not None:
-        query = _recorded_query(recorded_run)
+        with exit_codes(report=report):
+            query = _recorded_query(recorded_run)
     if query is None or not query.strip():
-        fail("the query is empty" if query is not None else "missing QUERY", EXIT_USAGE)
+        fail("the query is empty" if query is not None else "missing QUERY", EXIT_USAGE, report)
     show_progress = progress if progress is not None else not as_json
     recording = None
-    with exit_codes():
+    with exit_codes(report=report):
         context = _read_context(context_arg)
         changes: dict[str, Any] = {}
         if replay is not None:
@@ -198,6 +214,7 @@ def run(
                 fail(
                     "--replay takes the models from the trace: drop --model/--sub-model/--base-url",
                     EXIT_USAGE,
+                    report,
                 )
             recording, changes = _replay_settings(replay, options)
         schema = _load_schema(schema_file) if schema_file else None
@@ -211,14 +228,34 @@ def run(
             result = rlm.completion(query, context, output_type=schema, sinks=sinks, resume=resume)
         if recording is not None:
             recording.verify()
+    code = EXIT_STOPPED if result.stopped else 0
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        click.echo(json.dumps({**result.to_dict(), "exit_code": code}, ensure_ascii=False))
     else:
         click.echo(result.answer)
         if result.stopped:
-            click.echo(f"recursa: stopped early ({result.stopped})", err=True)
+            why = f": {result.error}" if result.error else ""
+            click.echo(f"recursa: stopped without an answer ({result.stopped}){why}", err=True)
     if result.trace:
         click.echo(f"recursa: trace written to {result.trace}", err=True)
+    if code:
+        sys.exit(code)
+
+
+#: The keys of ``recursa run --json``'s object (a Result's, plus ``exit_code``).
+_RESULT_KEYS = ("answer", "usage", "cost_usd", "iterations", "depth_reached", "stopped",
+                "trace", "isolation", "duration_s", "run_id", "error")  # fmt: skip
+
+
+def _json_failure(message: str, code: int) -> None:
+    """``--json`` on a path without a result: the same keys, ``answer`` null."""
+    failure: dict[str, Any] = dict.fromkeys(_RESULT_KEYS)
+    failure.update(
+        stopped="interrupted" if code > 128 else "error",  # 128 + N: stopped by signal N
+        error=message,
+        exit_code=code,
+    )
+    click.echo(json.dumps(failure, ensure_ascii=False))
 
 
 @main.command()

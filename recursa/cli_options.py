@@ -7,8 +7,10 @@ takes a subset of the same option objects (with its own help where the meaning
 narrows), so a flag is declared, checked and turned into
 :class:`~recursa.settings.Settings` in one place.
 
-Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP).
+Exit codes: 0 answered, 1 the run failed, 2 bad usage or input, 3 stopped without
+a valid answer (a budget, the iterations or repeated cell errors ran out, or the final
+answer did not validate), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung
+up (SIGHUP).
 """
 
 from __future__ import annotations
@@ -28,19 +30,26 @@ import click
 from .budget import Budget
 from .errors import ConfigError, RecursaError
 from .repl import sandbox_names
+from .sampling import REASONING_EFFORTS, Sampling
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Told ``(message, exit code)`` just before a command fails (``--json`` prints it).
+FailureReport = Callable[[str, int], None]
 
 
-def fail(message: str, code: int) -> NoReturn:
-    """One line ``recursa: error: MESSAGE`` on stderr, then exit with ``code``."""
+def fail(message: str, code: int, report: FailureReport | None = None) -> NoReturn:
+    """One line ``recursa: error: MESSAGE`` on stderr (``report`` told first), then exit
+    with ``code``."""
+    if report is not None:
+        report(message, code)
     click.echo(f"recursa: error: {message}", err=True)
     sys.exit(code)
 
@@ -51,6 +60,7 @@ def exit_codes(
     interrupted: str = "interrupted",
     usage: tuple[type[Exception], ...] = (),
     os_error: str | None = None,
+    report: FailureReport | None = None,
 ) -> Iterator[None]:
     """Turn what the block raises into the CLI's one-line error and exit code.
 
@@ -58,7 +68,8 @@ def exit_codes(
     any other :class:`~recursa.errors.RecursaError` 1, Ctrl-C 130 with ``interrupted``;
     SIGTERM and SIGHUP stop the block as Ctrl-C does and exit 143 and 129.
     With ``os_error`` an :class:`OSError` exits 1 as ``"{os_error}: {strerror}"`` (a
-    port that cannot be bound); otherwise it propagates.
+    port that cannot be bound); otherwise it propagates. ``report`` is told each failure
+    before the command exits.
     """
     usage_errors: tuple[type[Exception], ...] = (ConfigError, *usage)
     received: list[int] = []
@@ -66,23 +77,25 @@ def exit_codes(
         with stop_signals_interrupt(received):
             yield
     except usage_errors as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE, report)
     except RecursaError as exc:
-        fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED, report)
     except OSError as exc:
         if os_error is None:
             raise
-        fail(f"{os_error}: {exc.strerror or exc}", EXIT_FAILED)
+        fail(f"{os_error}: {exc.strerror or exc}", EXIT_FAILED, report)
     except KeyboardInterrupt:
-        stopped_by_signal(received, interrupted)
-        fail(interrupted, EXIT_INTERRUPTED)
+        stopped_by_signal(received, interrupted, report)
+        fail(interrupted, EXIT_INTERRUPTED, report)
 
 
-def stopped_by_signal(received: list[int], message: str = "interrupted") -> None:
+def stopped_by_signal(
+    received: list[int], message: str = "interrupted", report: FailureReport | None = None
+) -> None:
     """After a SIGTERM or SIGHUP (in ``received``): one line, exit 128 + N, as a shell
     reports a death by signal N."""
     if received:
-        fail(f"{message} ({_signal_name(received[0])})", 128 + received[0])
+        fail(f"{message} ({_signal_name(received[0])})", 128 + received[0], report)
 
 
 #: Signals that stop a command the way Ctrl-C does (cleanup, run_end, one line), with
@@ -339,6 +352,88 @@ RUN_OPTIONS: dict[str, RunOption] = {
             "(repeatable; the root and sub models always are).",
         },
     ),
+    "temperature": RunOption(
+        ("--temperature",),
+        {
+            "type": click.FloatRange(0, 2),
+            "default": None,
+            "help": "Sampling temperature of the root model (default: the provider's).",
+        },
+    ),
+    "sub_temperature": RunOption(
+        ("--sub-temperature",),
+        {
+            "type": click.FloatRange(0, 2),
+            "default": None,
+            "help": "Temperature of sub-calls and child RLMs (default: --temperature).",
+        },
+    ),
+    "top_p": RunOption(
+        ("--top-p",),
+        {
+            "type": click.FloatRange(0, 1, min_open=True),
+            "default": None,
+            "help": "Nucleus sampling for every model (default: the provider's).",
+        },
+    ),
+    "seed": RunOption(
+        ("--seed",),
+        {
+            "type": int,
+            "default": None,
+            "help": "Sampling seed for every model, where the provider supports one.",
+        },
+    ),
+    "max_tokens": RunOption(
+        ("--max-tokens",),
+        {
+            "type": click.IntRange(min=1),
+            "default": None,
+            "help": "Most output tokens of one root-model reply (a budget may cap it lower).",
+        },
+    ),
+    "sub_max_tokens": RunOption(
+        ("--sub-max-tokens",),
+        {
+            "type": click.IntRange(min=1),
+            "default": None,
+            "help": "Most output tokens of one sub-call reply (default: --max-tokens).",
+        },
+    ),
+    "reasoning_effort": RunOption(
+        ("--reasoning-effort",),
+        {
+            "type": click.Choice(REASONING_EFFORTS),
+            "default": None,
+            "help": "Reasoning effort of the root model (models that reason; others refuse).",
+        },
+    ),
+    "sub_reasoning_effort": RunOption(
+        ("--sub-reasoning-effort",),
+        {
+            "type": click.Choice(REASONING_EFFORTS),
+            "default": None,
+            "help": "Reasoning effort of sub-calls (default: --reasoning-effort).",
+        },
+    ),
+    "max_errors": RunOption(
+        ("--max-errors",),
+        {
+            "type": click.IntRange(min=1),
+            "default": None,
+            "help": "Stop a node after this many consecutive failed cells (default: never).",
+        },
+    ),
+    "system_prompt": RunOption(
+        ("--system-prompt",),
+        {
+            "type": click.Path(exists=True, dir_okay=False, path_type=Path),
+            "default": None,
+            "metavar": "FILE",
+            "help": "Use FILE's text as the system prompt. Placeholders: "
+            "{context_description}, {repl_functions}, {tools}, {max_depth} ({{ }} for braces).",
+        },
+    ),
     "cache": RunOption(
         ("--cache", "cache"),
         {
@@ -416,4 +511,44 @@ def settings_from_options(options: Mapping[str, Any], **changes: Any) -> Setting
     }
     if options.get("max_children") is not None:
         fields["max_child_sandboxes"] = options["max_children"]
+    root, sub = sampling_from_options(options)
+    fields["model_settings"] = root
+    if sub != root:
+        fields["sub_model_settings"] = sub
+    if options.get("max_errors") is not None:
+        fields["max_errors"] = options["max_errors"]
+    if options.get("system_prompt") is not None:
+        fields["system_prompt"] = read_text_option(options["system_prompt"], "--system-prompt")
     return Settings(**{**fields, **changes})
+
+
+def sampling_from_options(options: Mapping[str, Any]) -> tuple[Sampling, Sampling]:
+    """How the root model and the sub-calls sample, from the sampling flags: each
+    ``--sub-*`` flag defaults to its root flag; ``--top-p`` and ``--seed`` are shared."""
+    shared = {"top_p": options.get("top_p"), "seed": options.get("seed")}
+    root = Sampling(
+        temperature=options.get("temperature"), max_tokens=options.get("max_tokens"),
+        reasoning_effort=options.get("reasoning_effort"), **shared,
+    )  # fmt: skip
+    sub = root.replace(
+        **{
+            field: value
+            for field, value in (
+                ("temperature", options.get("sub_temperature")),
+                ("max_tokens", options.get("sub_max_tokens")),
+                ("reasoning_effort", options.get("sub_reasoning_effort")),
+            )
+            if value is not None
+        }
+    )
+    return root, sub
+
+
+def read_text_option(path: Path, flag: str) -> str:
+    """A text file a flag names, or a usage error saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{flag} {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None

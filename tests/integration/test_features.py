@@ -344,8 +344,8 @@ def test_cli_resume_takes_the_query_from_the_trace(
     first = run_cli(
         ["run", "count it", *base, "--budget-calls", "5", "--trace", str(trace)], clean_env
     )
-    assert first.returncode == 0, first.stderr
-    assert "stopped early (budget)" in first.stderr
+    assert first.returncode == 3, first.stderr  # stopped without an answer
+    assert "stopped without an answer (budget)" in first.stderr
     second = run_cli(["run", *base, "--resume", str(trace), "--json"], clean_env)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["answer"] == "7:ALPHA"
