@@ -19,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import importlib.util
 import itertools
 import logging
 import os
+import py_compile
 import select
 import shutil
 import signal
@@ -64,6 +67,8 @@ EXIT_CONTEXT_FAILED = 71  # worker.py: the context could not be loaded
 #: The worker's code, copied into every sandbox's ``lib/`` (imports only the stdlib and
 #: each other: ``worker.py`` loads ``protocol.py`` beside it, ``runtime.py`` by path).
 WORKER_FILES = ("worker.py", "runtime.py", "protocol.py")
+#: The modules the worker imports (``worker.py`` runs as a script, always from source).
+_IMPORTED_FILES = ("runtime.py", "protocol.py")
 _HERE = Path(__file__).resolve().parent
 log = logging.getLogger(__name__)
 
@@ -93,7 +98,31 @@ def make_layout() -> Layout:
     for name in WORKER_FILES:
         shutil.copyfile(_HERE / name, layout.lib / name)
         os.chmod(layout.lib / name, 0o644)
+    cache = layout.lib / "__pycache__"
+    cache.mkdir(mode=0o755)
+    for name, code in _bytecode().items():
+        target = Path(importlib.util.cache_from_source(str(layout.lib / name)))
+        target.write_bytes(code)
+        os.chmod(target, 0o644)
     return layout
+
+
+@functools.cache
+def _bytecode() -> dict[str, bytes]:
+    """The worker's imported modules compiled once per host process, as unchecked-hash
+    ``.pyc`` files: a worker (started with ``-B``, so it writes none) would otherwise
+    compile them on every start, some 25 ms each time. An interpreter of another
+    version (a docker image's) looks for its own cache tag and compiles the source."""
+    compiled: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="recursa-pyc-") as tmp:
+        for name in _IMPORTED_FILES:
+            target = Path(tmp) / f"{name}c"
+            py_compile.compile(
+                str(_HERE / name), cfile=str(target), doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )  # fmt: skip
+            compiled[name] = target.read_bytes()
+    return compiled
 
 
 def rmtree(path: Path) -> bool:
