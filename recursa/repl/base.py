@@ -29,11 +29,12 @@ if TYPE_CHECKING:
 #: ``LlmBatch(prompts, model)``
 #:     ``llm_batch(prompts)``: concurrent calls; returns a list in prompt order, a failed
 #:     item as ``{"error": message}``.
-#: ``RlmQuery(prompt, context, budget)``
+#: ``RlmQuery(prompt, context, budget, model)``
 #:     ``rlm_query(...)``: a child RLM one level deeper, with its own optional cap
-#:     (``BudgetLimits``); returns its answer.
-#: ``RlmBatch(prompts, contexts)``
-#:     ``rlm_batch(...)``: children, concurrently; a list like ``LlmBatch``'s.
+#:     (``BudgetLimits``) and model; returns its answer.
+#: ``RlmBatch(prompts, contexts, model)``
+#:     ``rlm_batch(...)`` / ``rlm_query_batched(...)``: children, concurrently; a list
+#:     like ``LlmBatch``'s.
 #: ``Cancel(group)``
 #:     ``stop_when`` was met: end the ``LlmQuery`` calls of ``group`` still in flight
 #:     (they fail with a "cancelled" error); returns None.
