@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -15,12 +14,14 @@ import httpx
 import openai
 import pytest
 
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
 from recursa import RLM, Budget
 from recursa.serve import (
     QUERY_MAX_CHARS,
     App,
     BackgroundServer,
-    Request,
     RunOptions,
     Server,
     conversation,
@@ -498,23 +499,34 @@ def test_conversation_to_query_and_context() -> None:
 async def test_app_handles_requests_without_a_socket(backend: ScriptedServer) -> None:
     app = make_app(template(backend), api_key=KEY)
     auth = {"authorization": f"Bearer {KEY}"}
-    r = await app.handle(Request("GET", "/v1/models", auth))
-    assert r.status == 200 and isinstance(r.body, bytes)
-    assert json.loads(r.body)["data"][0]["id"] == "recursa"
-    body = json.dumps({"messages": [{"role": "user", "content": "abcde"}]}).encode()
-    r = await app.handle(Request("POST", "/v1/chat/completions", auth, body))
-    assert r.status == 200 and isinstance(r.body, bytes)
-    assert json.loads(r.body)["choices"][0]["message"]["content"] == "it is 5 characters"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        r = await http.get("/v1/models", headers=auth)
+        assert r.status_code == 200 and r.json()["data"][0]["id"] == "recursa"
+        body = {"messages": [{"role": "user", "content": "abcde"}]}
+        r = await http.post("/v1/chat/completions", headers=auth, json=body)
+        assert r.status_code == 200
+        assert r.json()["choices"][0]["message"]["content"] == "it is 5 characters"
+        assert (await http.get("/v1/models")).status_code == 401
 
 
 def test_factory_applies_request_options(backend: ScriptedServer, tmp_path: Path) -> None:
-    base = template(backend, budget=Budget(usd=2.0), trace=tmp_path / "fixed.jsonl")
+    base = template(
+        backend,
+        budget=Budget(usd=2.0),
+        trace=tmp_path / "fixed.jsonl",
+        max_depth=5,
+        max_iterations=9,
+    )
     make = rlm_factory(base)
     rlm = make(RunOptions(max_depth=3, max_iterations=4, budget=Budget(usd=9.0, calls=7)))
     assert (rlm.max_depth, rlm.max_iterations) == (3, 4)
     assert rlm.budget == Budget(usd=2.0, calls=7)
     assert rlm.trace is None  # one fixed file would be overwritten by concurrent runs
-    assert (base.max_depth, base.budget) == (1, Budget(usd=2.0))  # the template is untouched
+    assert (base.max_depth, base.budget) == (5, Budget(usd=2.0))  # the template is untouched
+    # A request can only tighten the server's limits: depth and turns are capped.
+    capped = make(RunOptions(max_depth=7, max_iterations=99))
+    assert (capped.max_depth, capped.max_iterations) == (5, 9)
     other = make(RunOptions(model="openai/x"))
     assert other.model.spec == "openai/x" and other.sub_model.spec == "openai/sub"
     shared = rlm_factory(RLM("openai/a", base_url=backend.url))(RunOptions(model="openai/b"))
@@ -529,9 +541,12 @@ def test_the_server_stops_cleanly_with_runs_in_flight(
         bg = BackgroundServer(make_app(template(backend))).__enter__()
         pending = pool.submit(_post, bg.url)
         assert entered.wait(10)
-        bg.close()  # cancels the run and closes the connection
-        with pytest.raises(httpx.HTTPError):
-            pending.result()
+        started = time.monotonic()
+        bg.close()  # cancels the run, answers it, and closes the connection
+        assert time.monotonic() - started < 5
+        reply = pending.result()
+        assert reply.status_code == 503
+        assert reply.json()["error"]["code"] == "server_shutting_down"
         release.set()
 
 
@@ -544,10 +559,10 @@ def test_app_rejects_bad_settings(backend: ScriptedServer) -> None:
         make_app(template(backend), api_key="")
 
 
-def test_openai_errors_are_shaped_like_openai(backend: ScriptedServer) -> None:
-    async def go() -> None:
-        app = make_app(template(backend))
-        r = await app.handle(Request("DELETE", "/v1/models", {}))
-        assert r.status == 405
-
-    asyncio.run(go())
+def test_openai_errors_are_shaped_like_openai(
+    plain: tuple[ScriptedServer, BackgroundServer],
+) -> None:
+    _, server = plain
+    r = HTTP.delete(f"{server.url}/models")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
