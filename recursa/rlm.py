@@ -10,7 +10,6 @@ Every request anywhere is charged to one :class:`~recursa.budget.Ledger`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from .budget import Budget
 from .context import Context, ContextInput
 from .engine import Node, Run
 from .errors import ConfigError
-from .guards import check_query, no_running_loop
+from .guards import check_query, run_blocking
 from .models.base import Model, ModelOptions
 from .models.cache import CacheOption, ResponseCache, open_cache, with_cache
 from .models.registry import resolve
@@ -75,6 +74,7 @@ class RLM:
         sub_model_settings: SamplingInput = None,
         max_errors: int | None = None,
         system_prompt: str | None = None,
+        require_citations: bool = False,
     ) -> None:
         extra: dict[str, Any] = {}
         if max_child_sandboxes is not None:
@@ -91,6 +91,7 @@ class RLM:
                 None if sub_model_settings is None else Sampling.of(sub_model_settings)
             ),
             max_errors=max_errors, system_prompt=system_prompt,
+            require_citations=require_citations,
             **extra,
         )  # fmt: skip
         self._configure(settings, ToolSet(tools), ToolSet(sub_tools))
@@ -189,9 +190,12 @@ class RLM:
         sinks: Sequence[Sink] = (),
         resume: str | Path | None = None,
     ) -> Result:
-        """Answer ``query`` over ``context``. Blocks; see :meth:`acompletion`."""
-        no_running_loop("completion")
-        return asyncio.run(
+        """Answer ``query`` over ``context``. Blocks; see :meth:`acompletion`.
+
+        Inside a running event loop (a notebook) the run goes on a private loop in a
+        worker thread; ``await rlm.acompletion(...)`` runs it on the caller's loop.
+        """
+        return run_blocking(
             self.acompletion(query, context, output_type=output_type, sinks=sinks, resume=resume)
         )
 

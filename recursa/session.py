@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .context import Context, ContextInput
 from .engine import Node
 from .errors import ConfigError
-from .guards import check_query, no_running_loop
+from .guards import LoopThread, check_query, loop_running, run_blocking
 
 if TYPE_CHECKING:
     from .result import Result
@@ -31,6 +31,7 @@ class Session:
         self.context = context if isinstance(context, Context) else Context(context)
         self._node: Node | None = None
         self._runner: asyncio.Runner | None = None
+        self._thread: LoopThread | None = None  # inside a running loop (a notebook)
         self._closed = False
         self.results: list[Result] = []
 
@@ -57,11 +58,18 @@ class Session:
     def completion(
         self, query: str, *, output_type: Any = None, sinks: Sequence[Sink] = ()
     ) -> Result:
-        """Blocking variant; the session keeps one event loop for its sandbox."""
-        no_running_loop("Session.completion")
-        if self._runner is None:
-            self._runner = asyncio.Runner()
-        return self._runner.run(self.acompletion(query, output_type=output_type, sinks=sinks))
+        """Blocking variant; the session keeps one event loop for its sandbox (inside a
+        running loop, as in a notebook, a private one on a worker thread)."""
+        coro = self.acompletion(query, output_type=output_type, sinks=sinks)
+        if self._thread is None and self._runner is None:
+            if loop_running():
+                self._thread = LoopThread("recursa-session")
+            else:
+                self._runner = asyncio.Runner()
+        if self._thread is not None:
+            return self._thread.run(coro)
+        assert self._runner is not None
+        return self._runner.run(coro)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -71,12 +79,18 @@ class Session:
         self.context.cleanup()
 
     def close(self) -> None:
-        if self._runner is not None:
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            try:
+                thread.run(self.aclose())
+            finally:
+                thread.close()
+        elif self._runner is not None:
             self._runner.run(self.aclose())
             self._runner.close()
             self._runner = None
         elif not self._closed:
-            asyncio.run(self.aclose())
+            run_blocking(self.aclose())
 
     def __enter__(self) -> Session:
         return self
