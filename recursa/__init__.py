@@ -29,6 +29,7 @@ from .errors import (
     SandboxError,
 )
 from .models.base import Completion, Message, Model
+from .result import Citation
 from .rlm import RLM, Result
 from .sampling import Sampling
 
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "Budget",
     "BudgetExceeded",
+    "Citation",
     "Completion",
     "ConfigError",
     "Context",

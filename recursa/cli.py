@@ -35,7 +35,10 @@ from .cli_options import (
 from .errors import ConfigError, RecursaError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .recording import Recording
+    from .result import Citation
     from .rlm import RLM
     from .tools import Tool
 
@@ -233,6 +236,8 @@ def run(
         click.echo(json.dumps({**result.to_dict(), "exit_code": code}, ensure_ascii=False))
     else:
         click.echo(result.answer)
+        for line in _citation_lines(result.citations):
+            click.echo(line)
         if result.stopped:
             why = f": {result.error}" if result.error else ""
             click.echo(f"recursa: stopped without an answer ({result.stopped}){why}", err=True)
@@ -244,7 +249,23 @@ def run(
 
 #: The keys of ``recursa run --json``'s object (a Result's, plus ``exit_code``).
 _RESULT_KEYS = ("answer", "usage", "cost_usd", "iterations", "depth_reached", "stopped",
-                "trace", "isolation", "duration_s", "run_id", "error")  # fmt: skip
+                "trace", "isolation", "duration_s", "run_id", "error", "citations")  # fmt: skip
+#: The most characters of a quote printed under the answer (``--json`` has it whole).
+_QUOTE_CHARS = 200
+
+
+def _citation_lines(citations: Sequence[Citation]) -> list[str]:
+    """``[1] source: "quote"`` per citation (``p.N`` where a page is known), unverified
+    ones marked with the reason; a blank line before them."""
+    lines = [""] if citations else []
+    for n, c in enumerate(citations, 1):
+        quote = " ".join(c.quote.split())
+        if len(quote) > _QUOTE_CHARS:
+            quote = quote[: _QUOTE_CHARS - 1] + "…"
+        where = c.source + (f" p.{c.page}" if c.page is not None else "")
+        mark = "" if c.verified else f"  [unverified: {c.reason}]"
+        lines.append(f'[{n}] {where}: "{quote}"{mark}')
+    return lines
 
 
 def _json_failure(message: str, code: int) -> None:
@@ -253,6 +274,7 @@ def _json_failure(message: str, code: int) -> None:
     failure.update(
         stopped="interrupted" if code > 128 else "error",  # 128 + N: stopped by signal N
         error=message,
+        citations=[],
         exit_code=code,
     )
     click.echo(json.dumps(failure, ensure_ascii=False))
@@ -422,6 +444,41 @@ def trace_export(trace: Path, endpoint: str, content: bool) -> None:
     is_flag=True,
     help="Let requests name any provider/name as their root model.",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Allow browser pages from this origin (repeatable; '*' for any). Default: no CORS.",
+)
+@click.option(
+    "--max-body-mb",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request body, in MiB; beyond it: 413.",
+)
+@click.option(
+    "--body-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request's body may take to arrive; beyond them: 408.",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a connection may take to send a request's head; then it is closed.",
+)
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections served at once; beyond them: 503.",
+)
 def serve(
     host: str,
     port: int,
@@ -431,17 +488,27 @@ def serve(
     max_queued: int,
     allowed: tuple[str, ...],
     allow_any_model: bool,
+    cors_origins: tuple[str, ...],
+    max_body_mb: int,
+    body_timeout: float,
+    header_timeout: float,
+    max_connections: int,
     **options: Any,
 ) -> None:
     """Serve the RLM behind an OpenAI-compatible API (/v1/chat/completions).
 
-    The model is called "recursa"; the budget options are per run, and a request's
-    `rlm.budget` may only lower them.
+    The model is called "recursa"; the budget, --max-depth and --max-iterations are
+    per run, and a request's `rlm` field may only lower them. Needs the serve extra:
+    pip install 'recursa[serve]'.
     """
-    from .serve import make_app
-    from .serve import serve as run_server
-
     with exit_codes(os_error=f"cannot listen on {host}:{port}"):
+        try:
+            from .serve import make_app
+            from .serve import serve as run_server
+        except ModuleNotFoundError as exc:
+            if "recursa[serve]" not in str(exc):
+                raise
+            raise ConfigError(str(exc)) from None
         app = make_app(
             build_rlm(options),
             trace_dir=trace_dir,
@@ -449,8 +516,13 @@ def serve(
             max_concurrent_runs=max_concurrent_runs,
             max_queued=max_queued,
             allow_models=True if allow_any_model else set(allowed),
+            max_body_bytes=max_body_mb * 1024 * 1024,
+            body_timeout_seconds=body_timeout,
+            cors_origins=cors_origins,
         )
-        run_server(app, host, port)  # an OSError: the port is taken, or the address is not ours
+        limits = {"header_timeout_seconds": header_timeout, "max_connections": max_connections}
+        # an OSError: the port is taken, or the address is not ours
+        run_server(app, host, port, limits=limits)
 
 
 @main.command()
@@ -513,6 +585,15 @@ def _register_cache() -> None:
 
 
 _register_cache()
+
+
+def _register_mcp() -> None:
+    from .mcp_server import mcp_command  # the mcp SDK itself is imported when it starts
+
+    main.add_command(mcp_command)
+
+
+_register_mcp()
 
 
 def entry() -> NoReturn:

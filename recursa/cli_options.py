@@ -424,6 +424,15 @@ RUN_OPTIONS: dict[str, RunOption] = {
             "help": "Stop a node after this many consecutive failed cells (default: never).",
         },
     ),
+    "require_citations": RunOption(
+        ("--require-citations",),
+        {
+            "is_flag": True,
+            "default": False,
+            "help": "Send an answer without a verified citation into the context back to the "
+            "model; still none after a few tries: stop (exit 3, stopped: unverified).",
+        },
+    ),
     "system_prompt": RunOption(
         ("--system-prompt",),
         {
@@ -517,6 +526,8 @@ def settings_from_options(options: Mapping[str, Any], **changes: Any) -> Setting
         fields["sub_model_settings"] = sub
     if options.get("max_errors") is not None:
         fields["max_errors"] = options["max_errors"]
+    if options.get("require_citations"):
+        fields["require_citations"] = True
     if options.get("system_prompt") is not None:
         fields["system_prompt"] = read_text_option(options["system_prompt"], "--system-prompt")
     return Settings(**{**fields, **changes})

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, TypeVar, ca
 from ._version import __version__
 from .budget import Budget, Usage, UsageReport
 from .errors import ConfigError
-from .result import Stopped
+from .result import Citation, Stopped
 
 if TYPE_CHECKING:
     from .context import ContextInfo
@@ -170,6 +170,7 @@ class RunStart(_Event):
     model_settings: Mapping[str, Any] | None = None
     sub_model_settings: Mapping[str, Any] | None = None
     version: str | None = __version__
+    require_citations: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,6 +258,7 @@ class NodeEnd(_Event):
     usage: Usage
     duration_s: float | None
     error: str | None = None
+    citations: tuple[Citation, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,6 +277,7 @@ class RunEnd(_Event):
     error: str | None = None
     duration_s: float | None
     isolation: str
+    citations: tuple[Citation, ...] | None = None
 
 
 TraceEvent = RunStart | NodeStart | ModelCall | Cell | Subcall | NodeEnd | RunEnd
@@ -334,6 +337,8 @@ def _plain(name: str, value: Any, event: _Event) -> Any:
         }
     if name == "messages" and isinstance(value, tuple):
         return [_message(m) for m in value]
+    if name == "citations" and isinstance(value, tuple):
+        return [c.to_dict() for c in value]
     return value
 
 
@@ -465,6 +470,12 @@ class _Reader:
                 )
         return out
 
+    def citations(self, key: str = "citations") -> tuple[Citation, ...] | None:
+        value = self.data.get(key)
+        if not isinstance(value, list):
+            return None
+        return tuple(c for c in map(Citation.from_dict, value) if c is not None)
+
     def messages(self, key: str = "messages") -> tuple[TracedMessage, ...] | None:
         value = self.data.get(key)
         if not isinstance(value, list):
@@ -510,6 +521,7 @@ def _run_start(r: _Reader, common: dict[str, Any]) -> RunStart:
         context=r.context(),
         models=r.models(),
         max_errors=r.opt_integer("max_errors"),
+        require_citations=r.flag("require_citations"),
         model_settings=r.mapping("model_settings"),
         sub_model_settings=r.mapping("sub_model_settings"),
         version=r.opt_text("version"),
@@ -587,6 +599,7 @@ def _node_end(r: _Reader, common: dict[str, Any]) -> NodeEnd:
         usage=r.usage(),
         duration_s=r.opt_number("duration_s"),
         error=r.opt_text("error"),
+        citations=r.citations(),
     )
 
 
@@ -603,6 +616,7 @@ def _run_end(r: _Reader, common: dict[str, Any]) -> RunEnd:
         error=r.opt_text("error"),
         duration_s=r.opt_number("duration_s"),
         isolation=r.text("isolation"),
+        citations=r.citations(),
     )
 
 

@@ -145,7 +145,17 @@ def repl_functions(max_depth: int, depth: int = 0, sub_window: int | None = None
 - `BUDGET()`: what is left of the budget (usd, tokens, calls, seconds).
 - `FINAL(answer)`: finish with this answer. `FINAL_VAR(name)`: finish with the value of a \
 variable. Or set `answer["content"] = ...; answer["ready"] = True`.
+- `cite(quote)`: record an exact quote from `context` (or `(start, end)` offsets) as \
+evidence; `FINAL(answer, cite=[quote, ...])` attaches quotes. Ask sub-calls to return \
+exact quotes you can cite.
 """
+
+
+#: What an answer without a verified citation is told under ``require_citations``.
+CITE_AGAIN = (
+    "This run requires evidence: cite the exact text of `context` that supports the answer, "
+    "with FINAL(answer, cite=[quote, ...]) or cite(quote) before you finish again."
+)
 
 
 #: The built-in system prompt, in the same placeholders a custom one may use.

@@ -63,6 +63,8 @@ class Settings:
     root). ``max_errors`` stops a node after that many consecutive failed cells
     (``stopped="errors"``; ``None``: never). ``system_prompt`` replaces the built-in
     system prompt; it may use the placeholders of :data:`recursa.prompts.PLACEHOLDERS`.
+    ``require_citations`` sends a root answer without a verified citation back to the
+    model (a few times), then ends the run with ``stopped="unverified"``.
     """
 
     model: str | Model
@@ -88,6 +90,7 @@ class Settings:
     sub_model_settings: Sampling | None = None
     max_errors: int | None = None
     system_prompt: str | None = None
+    require_citations: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_settings", Sampling.of(self.model_settings))
@@ -102,6 +105,10 @@ class Settings:
         ):
             raise ConfigError(
                 f"max_errors must be a positive integer or None, got {self.max_errors!r}"
+            )
+        if not isinstance(self.require_citations, bool):
+            raise ConfigError(
+                f"require_citations must be True or False, got {self.require_citations!r}"
             )
         if self.system_prompt is not None and (
             not isinstance(self.system_prompt, str) or not self.system_prompt.strip()
@@ -176,6 +183,7 @@ class Settings:
             "request_timeout": self.request_timeout,
             "compact_after_chars": self.compact_after_chars,
             "max_errors": self.max_errors,
+            "require_citations": self.require_citations,
             "model_settings": _sampling_record(self.model_settings),
             "sub_model_settings": _sampling_record(self.sub_sampling),
         }
@@ -244,6 +252,7 @@ def recorded_settings(start: RunStart) -> dict[str, Any]:
         "request_timeout": start.request_timeout,
         "compact_after_chars": start.compact_after_chars,
         "max_errors": start.max_errors,
+        "require_citations": start.require_citations or None,
         "model_settings": Sampling.of(start.model_settings) if start.model_settings else None,
         "sub_model_settings": (
             Sampling.of(start.sub_model_settings) if start.sub_model_settings else None

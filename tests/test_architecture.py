@@ -45,6 +45,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "recursa.tools",
         "recursa.result",
         "recursa.guards",
+        "recursa.citations",  # checks citations against a context: pure, on the host
         # The REPL's contract: the Sandbox protocol and its data types, the host <->
         # REPL messages, and the REPL runtime (the last two stdlib-only, copied into
         # sandboxes). Prompts and tools describe the REPL with them.
@@ -69,7 +70,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "recursa.cli",
         "recursa.cli_options",
         "recursa.cache_cli",
-        "recursa.serve",
+        "recursa.mcp_server",
+        "recursa.serve.*",
         "recursa.bench.*",
         "recursa.demo",
         "recursa.viewer.*",

@@ -12,6 +12,7 @@ def test_all_is_pinned() -> None:
             "AuthenticationError",
             "Budget",
             "BudgetExceeded",
+            "Citation",
             "Completion",
             "ConfigError",
             "Context",

@@ -155,7 +155,9 @@ ROOT = [
     "seen = llm_query('look at this', images=[b'\\x89PNG\\r\\n\\x1a\\n' + b'0' * 16])\n"
     "print(found, bad, notes)\n```\n"
     "```repl\nraise ValueError('a cell error')\n```",
-    "```repl\nFINAL(found + ' / ' + str(len(notes)))\n```",
+    # citations on node_end and run_end: a verified quote and span, and a forged quote
+    "```repl\nFINAL(found + ' / ' + str(len(notes)),\n"
+    "      cite=['flood water', (0, 0, 6), 'not in the context'])\n```",
 ]
 CHILD = [
     "```repl\nn = llm_query('count: ' + context[0][:20])\nprint(n)\n```",
@@ -187,6 +189,7 @@ def runs(tmp: Path) -> list[Path]:
     RLM(
         ScriptedModel(tree_reply()), sandbox="inprocess", max_depth=2, trace=trace("tree"),
         compact_after_chars=10**9, max_errors=50, model_settings={"temperature": 0.5},
+        require_citations=True,
         sub_model_settings={"seed": 7},
     ).completion("outer", context)  # fmt: skip
     # a budget stop; the second time the same run is served from the response cache

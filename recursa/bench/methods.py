@@ -33,6 +33,7 @@ from ..budget import Budget, Ledger, Usage
 from ..errors import BudgetExceeded, ConfigError, RecursaError
 from ..models.base import Message, Model
 from ..models.registry import ModelOptions, resolve
+from ..result import Citation
 from ..settings import Settings
 from ..trace import Event
 from .tasks.base import Item
@@ -129,6 +130,8 @@ class MethodResult:
     trace: Path | None = None
     error: str | None = None
     stopped: str | None = None
+    #: the RLM's citations, checked against the item's context (baselines cite nothing)
+    citations: tuple[Citation, ...] = ()
 
 
 class Method(Protocol):
@@ -363,6 +366,7 @@ class RLMMethod:
             trace=result.trace,
             error=result.error,
             stopped=result.stopped,
+            citations=tuple(result.citations),
         )
 
 

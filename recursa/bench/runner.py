@@ -29,6 +29,7 @@ from ..budget import Budget, Usage
 from ..errors import ConfigError
 from ..repl import sandbox_names
 from .methods import Method, MethodContext, MethodResult, get_method
+from .scoring import citation_scores
 from .tasks import Task, get_task
 from .tasks.base import Item, item_id
 from .tokens import parse_length
@@ -76,6 +77,10 @@ class ResultRow:
     model: str = ""
     sub_model: str | None = None
     answer: str = ""
+    #: where the gold has a location (sniah's needle): the citations' precision and
+    #: recall against it (:func:`~recursa.bench.scoring.citation_scores`)
+    citation_precision: float | None = None
+    citation_recall: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -280,7 +285,10 @@ async def run_one(task: Task, item: Item, method: Method, ctx: MethodContext) ->
             score = float(task.score(result.answer, item.gold))
         except Exception as exc:  # a scorer bug is recorded like any other failure
             result.error = f"scoring failed: {_describe(exc)}"
-    return _row(task, item.id, _index(item), item.length_tokens, method, ctx, result, score)
+    return _row(
+        task, item.id, _index(item), item.length_tokens, method, ctx, result, score,
+        gold_spans(item),
+    )  # fmt: skip
 
 
 def _row(
@@ -292,6 +300,7 @@ def _row(
     ctx: MethodContext,
     result: MethodResult,
     score: float,
+    gold_spans: list[tuple[int, int]] | None = None,
 ) -> ResultRow:
     usage = result.usage
     return ResultRow(
@@ -312,7 +321,26 @@ def _row(
         model=_spec(ctx.model),
         sub_model=_spec(ctx.sub_model) if ctx.sub_model is not None else None,
         answer=result.answer[:ANSWER_CHARS],
+        **_citation_fields(result, gold_spans or []),
     )
+
+
+def gold_spans(item: Item) -> list[tuple[int, int]]:
+    """Where an item's gold answer is in its context, as character spans: the needle of
+    sniah (``needle_offset`` and ``needle`` in its meta), or ``meta["gold_spans"]``."""
+    meta = item.meta
+    spans = meta.get("gold_spans")
+    if isinstance(spans, list):
+        return [(int(a), int(b)) for a, b in spans]
+    offset, needle = meta.get("needle_offset"), meta.get("needle")
+    if isinstance(offset, int) and isinstance(needle, str):
+        return [(offset, offset + len(needle))]
+    return []
+
+
+def _citation_fields(result: MethodResult, spans: list[tuple[int, int]]) -> dict[str, float | None]:
+    precision, recall = citation_scores(result.citations, spans)
+    return {"citation_precision": precision, "citation_recall": recall}
 
 
 def _describe(exc: BaseException) -> str:

@@ -215,3 +215,31 @@ def parse_choice(text: str) -> str | None:
 def choice_score(pred: str, gold: Any) -> float:
     """1.0 if the letter chosen in ``pred`` is ``gold`` (``"A"``-``"D"``), else 0.0."""
     return 1.0 if parse_choice(pred) == str(gold).strip().upper() else 0.0
+
+
+def citation_scores(
+    citations: Sequence[Any], gold_spans: Sequence[Sequence[int]]
+) -> tuple[float | None, float | None]:
+    """``(precision, recall)`` of an answer's citations against the gold's locations
+    (``[start, end)`` character spans in the context, e.g. sniah's needle).
+
+    Precision: the share of the citations that the host verified *and* that overlap a
+    gold span (``None`` with no citation). Recall: the share of the gold spans that some
+    verified citation overlaps. Both ``None`` when the item has no gold location.
+    """
+    if not gold_spans:
+        return None, None
+
+    def hits(c: Any, span: Sequence[int]) -> bool:
+        start, end = getattr(c, "start", None), getattr(c, "end", None)
+        if not getattr(c, "verified", False) or start is None or end is None:
+            return False
+        return bool(start < span[1] and span[0] < end)
+
+    precision = (
+        sum(any(hits(c, s) for s in gold_spans) for c in citations) / len(citations)
+        if citations
+        else None
+    )
+    recall = sum(any(hits(c, s) for c in citations) for s in gold_spans) / len(gold_spans)
+    return precision, recall

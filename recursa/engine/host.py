@@ -15,6 +15,8 @@ request               served by
 ``cancel``            end an ``llm_batch(stop_when=...)`` group's calls in flight
 ``budget``            what is left of each limit (``BUDGET()``)
 ``tool``              a host function the user granted (``tools=``)
+``cite``              check citations against this node's context and keep them
+                      for its answer (:meth:`Node.cite`)
 ====================  ==========================================================
 """
 
@@ -33,6 +35,7 @@ from ..repl.protocol import (
     BudgetLimits,
     BudgetQuery,
     Cancel,
+    Cite,
     HostRequest,
     ImageData,
     LlmBatch,
@@ -84,6 +87,8 @@ class Host:
                 return self.node.ledger.remaining()
             case ToolCall(tool=name, args=args, kwargs=kwargs):
                 return await self.node.tools.call(name, list(args), kwargs)
+            case Cite(citations=refs):
+                return await self.node.cite(refs)
         raise ConfigError(f"the REPL asked for an unknown host function {request!r:.60}")
 
     # -- early-stopped batches ----------------------------------------------------------

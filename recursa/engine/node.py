@@ -17,14 +17,16 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import prompts
+from .. import citations, prompts
 from ..budget import Budget, Ledger
 from ..context import Context
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, RecursaError
 from ..models.base import Message, Model, message_chars
 from ..parsing import parse_reply
 from ..repl import SandboxConfig, make_sandbox
 from ..repl.base import CellResult, Sandbox
+from ..repl.protocol import MAX_CITATIONS, CitationRef
+from ..result import Citation
 from ..tools import ToolSet
 from ..trace import Cell, ContextShape, NodeEnd, NodeStart, TraceEvent
 from .host import Host
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from ..output import OutputSpec
 
 MAX_VALIDATION_RETRIES = 3
+#: Answers without a verified citation sent back under ``require_citations`` before the
+#: node ends with ``stopped="unverified"``.
+MAX_CITATION_RETRIES = 3
 #: The least time a cell is given even at the deadline (so the REPL can report).
 MIN_CELL_SECONDS = 0.05
 RESET_ANSWER = 'answer = {"content": "", "ready": False}\n'
@@ -88,6 +93,9 @@ class Node:
     _model: Model | None = None  # a child's rlm_query(model=...); None: by depth
     _failed_cells: int = 0  # consecutive, for max_errors
     _ran_code: bool = False
+    _cited: dict[CitationRef, Citation] = field(default_factory=dict)  # this ask's, checked
+    _search_budget: citations.SearchBudget = field(default_factory=citations.SearchBudget)
+    _uncited_answers: int = 0
     host: Host = field(init=False)
 
     def __post_init__(self) -> None:
@@ -217,8 +225,11 @@ class Node:
                 await (await self.open()).run(RESET_ANSWER, timeout=10)
             self.iterations = 0
             self._failed_cells = 0
+            self._cited, self._uncited_answers = {}, 0
+            self._search_budget = citations.SearchBudget()
             self.messages.append({"role": "user", "content": self._first_turn(query)})
             outcome = await self._loop()
+            outcome.citations = self.citations
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
@@ -228,8 +239,50 @@ class Node:
                 stopped=outcome.stopped if error is None else "error",
                 usage=self.ledger.report(),
                 duration_s=time.monotonic() - started, error=error or outcome.error,
+                citations=tuple(self.citations) or None,
             )  # fmt: skip
         return outcome
+
+    # -- citations ---------------------------------------------------------------------
+    @property
+    def citations(self) -> list[Citation]:
+        """This query's citations so far, each checked against this node's context."""
+        return list(self._cited.values())
+
+    async def cite(self, refs: tuple[CitationRef, ...]) -> list[dict[str, Any]]:
+        """Check ``refs`` (untrusted, from the REPL) against the context, read here, and
+        keep them for the answer; the same citation twice is kept once. At most
+        :data:`MAX_CITATIONS` per query. Returns what the REPL is told of each."""
+        new = [r for r in dict.fromkeys(refs) if r not in self._cited]
+        self._check_room(new)
+        checked = await asyncio.to_thread(
+            citations.verify, self.context, new, budget=self._search_budget
+        )
+        self._check_room([r for r in new if r not in self._cited])  # others cited meanwhile
+        self._cited.update(zip(new, checked, strict=True))
+        return [
+            {"verified": c.verified, "reason": c.reason, "start": c.start, "end": c.end,
+             "source": c.source}
+            for c in (self._cited[r] for r in refs)
+        ]  # fmt: skip
+
+    def _check_room(self, new: list[CitationRef]) -> None:
+        if len(self._cited) + len(new) > MAX_CITATIONS:
+            raise RecursaError(
+                f"cite: at most {MAX_CITATIONS} citations per answer "
+                f"({len(self._cited)} kept so far); cite the passages that matter"
+            )
+
+    def _citation_problem(self) -> str | None:
+        """Why the answer is not yet backed under ``require_citations`` (root only)."""
+        if not self.run.settings.require_citations or self.depth > 0:
+            return None
+        if any(c.verified for c in self._cited.values()):
+            return None
+        if not self._cited:
+            return "the answer has no citation"
+        lines = "; ".join(f'"{c.quote[:80]}": {c.reason}' for c in list(self._cited.values())[:5])
+        return f"no citation of the answer was verified ({lines})"
 
     def _system_prompt(self) -> str:
         """The built-in system prompt for this node's model and depth, or the user's
@@ -311,7 +364,7 @@ class Node:
     def _accept(self, answer: str) -> Outcome | str:
         """The outcome for a final answer, or the validation error to show the model."""
         if self.output is None:
-            return Outcome(answer, None)
+            return self._cited_outcome(Outcome(answer, None))
         from ..output import AnswerInvalid  # typed answers only: it imports pydantic
 
         try:
@@ -321,7 +374,19 @@ class Node:
             if self._invalid_answers > MAX_VALIDATION_RETRIES:
                 return Outcome(answer, "error", error=f"final answer invalid: {exc}")
             return f"{exc}\nFix the answer and finish again."
-        return Outcome(text, None, output=value)
+        return self._cited_outcome(Outcome(text, None, output=value))
+
+    def _cited_outcome(self, outcome: Outcome) -> Outcome | str:
+        """``outcome`` if its citations satisfy ``require_citations``; else the reason to
+        show the model, or (retries spent) the outcome ``stopped="unverified"``."""
+        problem = self._citation_problem()
+        if problem is None:
+            return outcome
+        self._uncited_answers += 1
+        if self._uncited_answers > MAX_CITATION_RETRIES:
+            outcome.stopped, outcome.error = "unverified", problem
+            return outcome
+        return f"{problem}.\n{prompts.CITE_AGAIN}"
 
     async def _turn(self, iteration: int | None) -> str:
         call_id = self.run.tracer.new_id("c")
@@ -415,6 +480,9 @@ class Node:
         if isinstance(accepted, Outcome):
             accepted.stopped = accepted.stopped or "iterations"
             return accepted
+        problem = self._citation_problem()
+        if problem is not None and accepted.startswith(problem):  # no turn left to cite
+            return Outcome(answer, "unverified", error=f"{problem} (the iterations ran out)")
         return Outcome(answer, "iterations", error=accepted)
 
     async def _cell(self, code: str, iteration: int, index: int) -> CellResult:

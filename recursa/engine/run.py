@@ -17,7 +17,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..budget import Ledger, Reservation, Usage
@@ -25,7 +25,7 @@ from ..errors import BudgetExceeded, ConfigError, RecursaError
 from ..models import pricing
 from ..models.base import Completion, Message, Model, request_deadline
 from ..models.source import ModelSource, Sibling
-from ..result import NO_SANDBOX, Result, Stopped
+from ..result import NO_SANDBOX, Citation, Result, Stopped
 from ..sampling import Sampling
 from ..settings import Settings
 from ..tools import ToolSet
@@ -56,6 +56,7 @@ class Outcome:
     stopped: Stopped | None
     output: Any = None
     error: str | None = None
+    citations: list[Citation] = field(default_factory=list)
 
 
 class Run:
@@ -348,6 +349,7 @@ class Run:
             trace=self.trace_path,
             error=outcome.error,
             output=outcome.output,
+            citations=list(outcome.citations),
         )
         self._end(root, outcome, started)
         return result
@@ -361,6 +363,7 @@ class Run:
                 iterations=root.iterations, depth_reached=self.depth_reached,
                 stopped=outcome.stopped, error=outcome.error,
                 duration_s=time.monotonic() - started, isolation=self.isolation,
+                citations=tuple(outcome.citations) or None,
             )
         )  # fmt: skip
         self.tracer.close()

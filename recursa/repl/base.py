@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 #:     ``BUDGET()``: what is left of each limit, a dict of JSON numbers (None: unlimited).
 #: ``ToolCall(tool, args, kwargs)``
 #:     a host tool (``SandboxConfig.tools``); returns its result.
+#: ``Cite(citations)``
+#:     ``cite(...)`` / ``FINAL(..., cite=[...])``: evidence for the node's answer, checked by
+#:     the host against its context; returns ``{verified, reason, start, end, source}`` each.
 #:
 #: The result must be a JSON value. Raising an exception makes the REPL raise
 #: ``HostCallError`` with its message. A call whose cell is interrupted is cancelled.

@@ -23,7 +23,7 @@ Frames are a 4-byte big-endian length and a UTF-8 JSON object with an ``op``::
 
 A :class:`Call` carries one host request, decoded by :func:`decode_request` into
 its own dataclass (:data:`HostRequest`): ``llm_query``, ``llm_batch``,
-``rlm_query``, ``rlm_batch``, ``cancel``, ``budget`` or ``tool``;
+``rlm_query``, ``rlm_batch``, ``cancel``, ``budget``, ``tool`` or ``cite``;
 :func:`encode_request` is its inverse (the payload the REPL sends).
 
 Text that does not decode as UTF-8 arrives with U+FFFD in place of the bad bytes
@@ -53,6 +53,11 @@ MAX_LIMITS = 64
 MAX_LIMIT_CHARS = 1_000
 #: The largest pid or call id a frame may carry.
 MAX_ID = 2**63 - 1
+#: Most citations one ``cite`` request (and one answer) may carry, the longest quote one
+#: may hold, and the longest list index / dict key naming where it is.
+MAX_CITATIONS = 64
+MAX_QUOTE_CHARS = 4_000
+MAX_ITEM_CHARS = 1_000
 #: The image types a sub-call may carry, by the bytes they must start with (the host
 #: builds a ``data:`` URL from checked bytes only: never a URL the model wrote).
 IMAGE_MAGIC: dict[str, tuple[bytes, ...]] = {
@@ -365,7 +370,31 @@ class ToolCall:
     name: Literal["tool"] = "tool"
 
 
-HostRequest = LlmQuery | LlmBatch | RlmQuery | RlmBatch | Cancel | BudgetQuery | ToolCall
+@dataclass(frozen=True)
+class CitationRef:
+    """One citation as the REPL sends it, untrusted: a ``quote`` to find, or ``start``/``end``
+    character offsets to read back (with an optional ``quote`` they must hold), in the
+    context or in its item ``item`` (a list index or a dict key). The host never trusts
+    it: it reads the context itself (:mod:`recursa.citations`)."""
+
+    quote: str | None = None
+    start: int | None = None
+    end: int | None = None
+    item: str | int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Cite:
+    """``cite(...)`` / ``FINAL(answer, cite=[...])``: evidence for this node's answer."""
+
+    citations: tuple[CitationRef, ...]
+    name: Literal["cite"] = "cite"
+
+
+HostRequest = LlmQuery | LlmBatch | RlmQuery | RlmBatch | Cancel | BudgetQuery | ToolCall | Cite
 
 
 def _name_field(payload: dict[str, Any], key: str, what: str, *, required: bool = False) -> Any:
@@ -503,6 +532,8 @@ def _request(name: str, payload: dict[str, Any]) -> HostRequest:
         return Cancel(_name_field(payload, "group", what, required=True))
     if name == "budget":
         return BudgetQuery()
+    if name == "cite":
+        return Cite(_citations(payload, what))
     if name == "tool":
         return ToolCall(
             tool=_name_field(payload, "name", what, required=True),
@@ -510,6 +541,44 @@ def _request(name: str, payload: dict[str, Any]) -> HostRequest:
             kwargs=_field(payload, "kwargs", dict, {}, what),
         )
     raise ProtocolError(f"unknown host function {what!r}")
+
+
+def _citations(payload: dict[str, Any], what: str) -> tuple[CitationRef, ...]:
+    """A ``cite`` request's citations: at most :data:`MAX_CITATIONS`, each a dict with a
+    str ``quote`` (at most :data:`MAX_QUOTE_CHARS`) and/or int ``start`` and ``end``, and
+    an optional ``item`` (an int index or a str key)."""
+    refs = _field(payload, "citations", list, what=what)
+    if len(refs) > MAX_CITATIONS:
+        raise ProtocolError(f"{what}: more than {MAX_CITATIONS} citations")
+    out: list[CitationRef] = []
+    for i, ref in enumerate(refs):
+        label = f"{what}: citation {i}"
+        if type(ref) is not dict:
+            raise ProtocolError(f"{label} must be a dict, not {type(ref).__name__}")
+        unknown = set(ref) - {"quote", "start", "end", "item"}
+        if unknown:
+            raise ProtocolError(f"{label}: unknown field {sorted(map(repr, unknown))[0]:.40}")
+        quote = _field(ref, "quote", str, None, label)
+        if quote is not None and len(quote) > MAX_QUOTE_CHARS:
+            raise ProtocolError(f"{label}: a quote is over {MAX_QUOTE_CHARS:,} characters")
+        start, end = _field(ref, "start", int, None, label), _field(ref, "end", int, None, label)
+        if (start is None) != (end is None):
+            raise ProtocolError(f"{label}: give both start and end, or neither")
+        if quote is None and start is None:
+            raise ProtocolError(f"{label}: give a quote or (start, end)")
+        for value in (start, end):
+            if value is not None and abs(value) > MAX_ID:
+                raise ProtocolError(f"{label}: an offset is out of range")
+        item = _field(ref, "item", (str, int), None, label)
+        for value in (quote, start, end, item):  # exact types: no subclass's methods run
+            if value is not None and type(value) not in (str, int):
+                raise ProtocolError(f"{label}: {type(value).__name__} is not a plain str or int")
+        if isinstance(item, str) and len(item) > MAX_ITEM_CHARS:
+            raise ProtocolError(f"{label}: an item key is over {MAX_ITEM_CHARS} characters")
+        if isinstance(item, int) and abs(item) > MAX_ID:
+            raise ProtocolError(f"{label}: an item index is out of range")
+        out.append(CitationRef(quote, start, end, item))
+    return tuple(out)
 
 
 def encode_request(request: HostRequest) -> tuple[str, dict[str, Any]]:
@@ -541,6 +610,8 @@ def encode_request(request: HostRequest) -> tuple[str, dict[str, Any]]:
         payload = {}
     elif isinstance(request, ToolCall):
         payload = {"name": request.tool, "args": list(request.args), "kwargs": request.kwargs}
+    elif isinstance(request, Cite):
+        payload = {"citations": [c.to_json() for c in request.citations]}
     else:
         raise TypeError(f"not a host request: {request!r:.80}")
     return request.name, payload

@@ -30,7 +30,7 @@ from typing import Any
 CallHost = Callable[[str, dict[str, Any]], Any]
 
 #: Names the REPL always defines; sub-call names are added by depth.
-CORE_NAMES = ("context", "FINAL", "FINAL_VAR", "answer", "SHOW_VARS", "BUDGET")
+CORE_NAMES = ("context", "FINAL", "FINAL_VAR", "answer", "SHOW_VARS", "BUDGET", "cite")
 SUBCALL_NAMES = (
     "llm_query",
     "llm_batch",
@@ -50,6 +50,11 @@ class _Final(BaseException):
     def __init__(self, value: str) -> None:
         super().__init__(value)
         self.value = value
+
+
+#: Most citations one call may send, and the longest quote (the host checks both again).
+MAX_CITATIONS = 64
+MAX_QUOTE_CHARS = 4_000
 
 
 class HostCallError(RuntimeError):
@@ -195,6 +200,13 @@ class _ThreadStream(io.TextIOBase):
         if getattr(self._local, "buffer", None) is None:
             self.fallback.flush()
 
+    def __getattr__(self, name: str) -> Any:
+        """What the replaced stream has beyond a text stream's API (ipykernel's
+        ``set_parent``, which routes a notebook cell's output), from the replaced stream."""
+        if name == "fallback":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.fallback, name)
+
 
 _install_lock = threading.Lock()
 
@@ -250,6 +262,7 @@ class Repl:
         ns["FINAL_VAR"] = self._final_var
         ns["SHOW_VARS"] = self._show_vars
         ns["BUDGET"] = self._budget
+        ns["cite"] = self._cite
         ns["SubcallError"] = SubcallError
         ns["Image"] = Image
         ns["Budget"] = _budget
@@ -271,10 +284,12 @@ class Repl:
         _install_streams()
 
     # -- functions visible to the model --------------------------------------
-    def _final(self, value: Any = "") -> None:
+    def _final(self, value: Any = "", cite: Any = None) -> None:
+        if cite is not None:
+            self._send_citations(_citation_list(cite))
         raise _Final(_as_answer(value))
 
-    def _final_var(self, name_or_value: Any) -> None:
+    def _final_var(self, name_or_value: Any, cite: Any = None) -> None:
         if isinstance(name_or_value, str):
             key = name_or_value.strip().strip("'\"")
             if key.isidentifier():
@@ -283,8 +298,39 @@ class Repl:
                         f"FINAL_VAR: no variable named {key!r}; create it first, "
                         "or use FINAL(text) to answer with literal text"
                     )
+                if cite is not None:
+                    self._send_citations(_citation_list(cite))
                 raise _Final(_as_answer(self.namespace[key]))
+        if cite is not None:
+            self._send_citations(_citation_list(cite))
         raise _Final(_as_answer(name_or_value))
+
+    def _cite(self, span: Any) -> Any:
+        """Record evidence for the answer: a quote (str) from ``context``, ``(start, end)``
+        offsets into it, ``(item, start, end)`` / ``(item, quote)`` in an item of a list
+        or dict context, or a dict of those fields. Returns the cited text (the quote, or
+        the context's text at the span); the host checks it and a note says when it could
+        not find it."""
+        ref = _citation_ref(span)
+        self._send_citations([ref])
+        if "quote" in ref:
+            return ref["quote"]
+        try:
+            text = self.namespace["context"]
+            if "item" in ref:
+                text = text[ref["item"]]
+            return _plain(text[ref["start"] : ref["end"]]) if isinstance(text, str) else span
+        except Exception:
+            return span
+
+    def _send_citations(self, refs: list[dict[str, Any]]) -> None:
+        if len(refs) > MAX_CITATIONS:
+            raise ValueError(f"at most {MAX_CITATIONS} citations at once, not {len(refs)}")
+        checked = self.call_host("cite", {"citations": refs})
+        if isinstance(checked, list):
+            for one in checked:
+                if isinstance(one, dict) and one.get("verified") is not True:
+                    print(f"[cite: unverified: {str(one.get('reason'))[:300]}]")
 
     def _show_vars(self) -> dict[str, str]:
         """The user's variables and their types/sizes."""
@@ -531,6 +577,88 @@ class Repl:
             value = eval(compile(expr, filename, "eval"), self.namespace)
             if value is not None:
                 print(repr(value) if not isinstance(value, str) else value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_span(value: Any) -> bool:
+    """``(start, end)`` or ``(item, start, end)``: a sequence ending in two ints."""
+    return (
+        isinstance(value, tuple | list)
+        and len(value) in (2, 3)
+        and _is_int(value[-1])
+        and _is_int(value[-2])
+    )
+
+
+def _citation_list(cite: Any) -> list[dict[str, Any]]:
+    """``FINAL(..., cite=...)``'s citations: one quote, span or dict, or a list of them."""
+    if (
+        isinstance(cite, str | dict)
+        or _is_span(cite)
+        or (isinstance(cite, tuple) and len(cite) == 2 and isinstance(cite[1], str))
+    ):
+        return [_citation_ref(cite)]
+    if not isinstance(cite, list | tuple):
+        raise TypeError(f"cite= takes a quote, a span or a list of them, not {type(cite).__name__}")
+    if len(cite) > MAX_CITATIONS:
+        raise ValueError(f"at most {MAX_CITATIONS} citations at once, not {len(cite)}")
+    return [_citation_ref(c) for c in cite]
+
+
+def _citation_ref(span: Any) -> dict[str, Any]:
+    """One citation as the host takes it: ``{"quote"}``, ``{"start", "end"}`` and an
+    optional ``"item"``, every value a plain str or int."""
+    if isinstance(span, str):
+        return {"quote": _quote(span)}
+    if _is_span(span):
+        ref: dict[str, Any] = {"start": int.__index__(span[-2]), "end": int.__index__(span[-1])}
+        if len(span) == 3:
+            ref["item"] = _item(span[0])
+        return ref
+    if isinstance(span, tuple | list) and len(span) == 2 and isinstance(span[1], str):
+        return {"item": _item(span[0]), "quote": _quote(span[1])}
+    if isinstance(span, dict):
+        unknown = [k for k in span if k not in ("quote", "start", "end", "item")]
+        if unknown:
+            raise TypeError(f"cite: unknown field {str(unknown[0])[:40]!r}")
+        ref = {}
+        if span.get("quote") is not None:
+            if not isinstance(span["quote"], str):
+                raise TypeError("cite: a quote must be a str")
+            ref["quote"] = _quote(span["quote"])
+        for key in ("start", "end"):
+            if span.get(key) is not None:
+                if not _is_int(span[key]):
+                    raise TypeError(f"cite: {key} must be an int")
+                ref[key] = int.__index__(span[key])
+        if span.get("item") is not None:
+            ref["item"] = _item(span["item"])
+        return ref
+    raise TypeError(
+        "cite takes a quote (str), (start, end), (item, start, end), (item, quote) or a dict, "
+        f"not {type(span).__name__}"
+    )
+
+
+def _quote(text: str) -> str:
+    text = _plain(text)
+    if len(text) > MAX_QUOTE_CHARS:
+        raise ValueError(
+            f"a quote is at most {MAX_QUOTE_CHARS:,} characters (this one has {len(text):,}): "
+            "cite a shorter passage"
+        )
+    return text
+
+
+def _item(value: Any) -> str | int:
+    if _is_int(value):
+        return int.__index__(value)
+    if isinstance(value, str):
+        return _plain(value)
+    raise TypeError(f"cite: an item is a list index or a dict key, not {type(value).__name__}")
 
 
 def _image_json(value: Any) -> dict[str, str]:

@@ -22,6 +22,8 @@ from recursa.repl.protocol import (
     Call,
     Cancel,
     CellDone,
+    CitationRef,
+    Cite,
     Close,
     Frame,
     Hello,
@@ -121,6 +123,7 @@ REQUESTS: list[HostRequest] = [
     BudgetQuery(),
     ToolCall("add", (1, 2)),
     ToolCall("search", ("q",), {"limit": 3, "deep": True}),
+    Cite((CitationRef("a quote"), CitationRef(start=0, end=4), CitationRef("q", 1, 3, "k"))),
 ]
 
 

@@ -9,6 +9,7 @@ sandboxes: a worker process and the in-process one.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -206,3 +207,24 @@ def test_rlm_query_at_max_depth_is_a_sub_call_on_the_named_model(sandbox: str) -
         depth_one = rlm.with_settings(max_depth=1)
         assert depth_one.completion("outer", context="c").answer == "plain other"
         assert not is_root_turn(server.requests[-1]["messages"])
+
+
+def test_the_in_process_streams_pass_on_what_the_replaced_stream_has() -> None:
+    """ipykernel routes a cell's output with ``sys.stdout.set_parent``: the in-process
+    REPL's stream wrapper must still offer it, or later notebook cells print nothing."""
+    from recursa.repl.runtime import _ThreadStream
+
+    class KernelStream(io.StringIO):
+        parent: object = None
+
+        def set_parent(self, parent: object) -> None:
+            self.parent = parent
+
+    inner = KernelStream()
+    wrapped = _ThreadStream(inner)
+    wrapped.set_parent("cell-7")
+    assert inner.parent == "cell-7"
+    wrapped.write("shown")
+    assert inner.getvalue() == "shown"
+    with pytest.raises(AttributeError):
+        wrapped.no_such_attribute  # noqa: B018

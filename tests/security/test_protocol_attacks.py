@@ -104,6 +104,18 @@ class Weird:
         (b"llm_query", {"prompt": "p"}),
         (Weird(), {}),
         ("llm_query", Weird()),
+        # citations are untrusted: bounded in count and size, exact types, no own verdict
+        ("cite", {"citations": [{"quote": "q"}] * 65}),
+        ("cite", {"citations": [{"quote": "q" * 4001}]}),
+        ("cite", {"citations": [{"quote": "q", "verified": True}]}),
+        ("cite", {"citations": [{"start": True, "end": 2}]}),
+        ("cite", {"citations": [{"start": 1}]}),
+        ("cite", {"citations": [{}]}),
+        ("cite", {"citations": [{"quote": Weird()}]}),
+        ("cite", {"citations": [{"quote": type("S", (str,), {})("q")}]}),
+        ("cite", {"citations": [{"quote": "q", "item": "k" * 1001}]}),
+        ("cite", {"citations": [{"start": 2**64, "end": 2**65}]}),
+        ("cite", {"citations": "q"}),
     ],
     ids=lambda v: repr(v)[:40],
 )

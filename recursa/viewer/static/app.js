@@ -658,7 +658,29 @@
         el("span", { className: "answer-text", title: str(answer) }, snippet(answer, 300))));
     }
     if (re && re.error) parts.push(el("div", "summary-answer bad", el("span", "label", "error"), str(re.error)));
+    const cites = citationList(re ? re.citations : null);
+    if (cites) parts.push(cites);
     box.replaceChildren(...parts);
+  }
+
+  // The citations of run_end / node_end: each quote highlighted, where it is, and whether
+  // the host found it in the context (an unverified one says why not). Text only: quotes
+  // come from the model or the context and are never parsed as HTML.
+  function citationList(cites, box = "summary-citations") {
+    if (!Array.isArray(cites) || !cites.length) return null;
+    const list = el("ol", "citations");
+    cites.forEach((c, i) => {
+      if (!c || typeof c !== "object") return;
+      const ok = c.verified === true;
+      const where = str(c.source) + (isNum(c.page) ? ` p.${c.page}` : "") +
+        (isNum(c.start) && isNum(c.end) ? ` ${c.start}–${c.end}` : "");
+      list.append(el("li", { className: ok ? "citation verified" : "citation unverified", dataset: { n: String(i + 1) } },
+        el("span", "cite-n", `[${i + 1}]`),
+        el("span", "cite-where mono", where),
+        el("mark", "cite-quote", snippet(str(c.quote), 400)),
+        ok ? el("span", "cite-status", "verified") : el("span", "cite-status bad", "unverified: " + str(c.reason))));
+    });
+    return el("div", box, el("span", "label", "citations"), list);
   }
 
   function contextText(ctx) {
@@ -901,6 +923,8 @@
     if (node.end) {
       head.append(el("div", "field", el("div", "label", "answer"), longText(node.end, "answer", "pre answer")));
       if (node.end.error) head.append(el("div", "field", el("div", "label bad", "error"), longText(node.end, "error", "pre err")));
+      const nodeCites = citationList(node.end.citations, "field node-citations");
+      if (nodeCites) head.append(nodeCites);
     }
     frag.append(head);
     // iterations
