@@ -34,6 +34,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "recursa.budget",
         "recursa.settings",
         "recursa.sampling",
+        "recursa.plugins",
         "recursa.trace",
         "recursa.events",
         "recursa._version",

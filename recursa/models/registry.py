@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..plugins import registered
 from .base import ModelOptions
 
 __all__ = ["ENTRY_POINT_GROUP", "ModelOptions", "providers", "register_provider", "resolve"]
@@ -39,9 +39,7 @@ def register_provider(name: str, factory: ProviderFactory) -> None:
 
 def providers() -> dict[str, ProviderFactory | None]:
     """Known provider names; entry-point factories are loaded only when used."""
-    known: dict[str, ProviderFactory | None] = {
-        ep.name: None for ep in entry_points(group=ENTRY_POINT_GROUP)
-    }
+    known: dict[str, ProviderFactory | None] = dict.fromkeys(registered(ENTRY_POINT_GROUP))
     known.update(_registered)
     return known
 
@@ -49,16 +47,16 @@ def providers() -> dict[str, ProviderFactory | None]:
 def _factory(provider: str) -> ProviderFactory:
     if provider in _registered:
         return _registered[provider]
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == provider:
-            try:
-                factory: ProviderFactory = ep.load()
-            except ImportError as exc:
-                raise ConfigError(
-                    f"model provider {provider!r} cannot be loaded ({exc}); its package is "
-                    f"probably missing: pip install 'recursa[{provider}]'"
-                ) from None
-            return factory
+    ep = registered(ENTRY_POINT_GROUP).get(provider)
+    if ep is not None:
+        try:
+            factory: ProviderFactory = ep.load()
+        except ImportError as exc:
+            raise ConfigError(
+                f"model provider {provider!r} cannot be loaded ({exc}); its package is "
+                f"probably missing: pip install 'recursa[{provider}]'"
+            ) from None
+        return factory
     known = ", ".join(sorted(providers())) or "none"
     raise ConfigError(f"unknown model provider {provider!r} (known: {known})")
 

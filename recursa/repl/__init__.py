@@ -37,11 +37,11 @@ How to add a sandbox
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
 from ..errors import ConfigError
+from ..plugins import registered
 from .base import CellResult, HostCallback, Sandbox, SandboxConfig, ToolSpec
 from .protocol import HostRequest
 
@@ -65,11 +65,9 @@ ENTRY_POINT_GROUP = "recursa.sandboxes"
 SandboxFactory = Callable[[], Sandbox]
 
 
-@functools.cache
 def _registered() -> dict[str, EntryPoint]:
-    """Name -> entry point, read once per process: scanning the installed distributions
-    costs 10-70 ms a time, and a run asks at start-up, per RLM and per sandbox."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """Name -> entry point of the sandboxes (one scan per process: :mod:`recursa.plugins`)."""
+    return registered(ENTRY_POINT_GROUP)
 
 
 def sandbox_names() -> list[str]:

@@ -24,7 +24,6 @@ import importlib.util
 import itertools
 import logging
 import os
-import py_compile
 import select
 import shutil
 import signal
@@ -96,7 +95,8 @@ def make_layout() -> Layout:
         d.mkdir(mode=0o700)
     os.chmod(layout.lib, 0o755)
     for name in WORKER_FILES:
-        shutil.copyfile(_HERE / name, layout.lib / name)
+        # copy2 keeps the mtime, so the host's own bytecode of it stays valid beside it
+        shutil.copy2(_HERE / name, layout.lib / name)
         os.chmod(layout.lib / name, 0o644)
     cache = layout.lib / "__pycache__"
     cache.mkdir(mode=0o755)
@@ -109,20 +109,37 @@ def make_layout() -> Layout:
 
 @functools.cache
 def _bytecode() -> dict[str, bytes]:
-    """The worker's imported modules compiled once per host process, as unchecked-hash
-    ``.pyc`` files: a worker (started with ``-B``, so it writes none) would otherwise
-    compile them on every start, some 25 ms each time. An interpreter of another
-    version (a docker image's) looks for its own cache tag and compiles the source."""
-    compiled: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory(prefix="recursa-pyc-") as tmp:
-        for name in _IMPORTED_FILES:
-            target = Path(tmp) / f"{name}c"
-            py_compile.compile(
-                str(_HERE / name), cfile=str(target), doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )  # fmt: skip
-            compiled[name] = target.read_bytes()
-    return compiled
+    """The host's own up-to-date ``.pyc`` of each module the worker imports, read once
+    per host process. A worker runs with ``-B`` (it writes no bytecode), so without
+    them it compiles those modules on every start, some 25 ms each time. Nothing is
+    compiled here (that would sit on the host's critical path): a module whose bytecode
+    is missing or stale (``PYTHONDONTWRITEBYTECODE``, a read-only install) is left to
+    the worker, which compiles it beside the host. An interpreter of another version
+    (a docker image's) looks for its own cache tag and compiles the source."""
+    found: dict[str, bytes] = {}
+    for name in _IMPORTED_FILES:
+        source = _HERE / name
+        try:
+            code = Path(importlib.util.cache_from_source(str(source))).read_bytes()
+            stat = source.stat()
+        except OSError:
+            continue
+        if _current(code, stat):
+            found[name] = code
+    return found
+
+
+def _current(pyc: bytes, source: os.stat_result) -> bool:
+    """Whether ``pyc`` is this interpreter's timestamp bytecode of a file with ``source``'s
+    mtime and size (what the import system checks before using it)."""
+    if len(pyc) < 16 or pyc[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    flags, mtime, size = (int.from_bytes(pyc[i : i + 4], "little") for i in (4, 8, 12))
+    return (
+        flags == 0
+        and mtime == int(source.st_mtime) & 0xFFFFFFFF
+        and (size == source.st_size & 0xFFFFFFFF)
+    )
 
 
 def rmtree(path: Path) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from importlib.metadata import EntryPoint
+from importlib.metadata import EntryPoint, EntryPoints
 from typing import Any
 
 import pytest
 
 import recursa.repl as repl_registry
+from recursa import plugins
 from recursa.context import Context
 from recursa.errors import ConfigError
 from recursa.repl import (
@@ -119,15 +120,11 @@ async def test_a_third_party_factory_works_with_make_sandbox() -> None:
 
 
 def _with_entry_points(monkeypatch: pytest.MonkeyPatch, *extra: EntryPoint) -> None:
-    real = repl_registry.entry_points
-
-    def entry_points(*, group: str) -> list[EntryPoint]:
-        return [*real(group=group), *(ep for ep in extra if ep.group == group)]
-
-    monkeypatch.setattr(repl_registry, "entry_points", entry_points)
-    # the registry is read once per process: a fresh one for this test, the real one after
-    fresh = functools.cache(repl_registry._registered.__wrapped__)
-    monkeypatch.setattr(repl_registry, "_registered", fresh)
+    # entry points are read once per process: this test sees the real ones plus ``extra``
+    real = plugins._scan()
+    groups = {repl_registry.ENTRY_POINT_GROUP, "recursa.providers", *(ep.group for ep in extra)}
+    scanned = EntryPoints([*(ep for g in groups for ep in real.select(group=g)), *extra])
+    monkeypatch.setattr(plugins, "_scan", lambda: scanned)
 
 
 async def test_a_third_party_entry_point_is_a_name_like_the_built_ins(
