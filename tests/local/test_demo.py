@@ -46,6 +46,7 @@ def test_scoring_is_lenient_about_case_and_punctuation(
 
 
 @pytest.mark.local_model
+@pytest.mark.slow  # about 17 s: the whole demo on the embedded model
 def test_the_demo_answers_on_the_embedded_model(qwen: local.LocalModel, tmp_path: Path) -> None:
     trace = tmp_path / "demo.jsonl"
     result = run_demo(seed=0, model=qwen, trace=trace)

@@ -72,6 +72,7 @@ async def test_concurrent_calls_are_serialised(qwen: local.LocalModel) -> None:
     assert [r.text.strip() for r in replies] == ["2", "4", "6"]
 
 
+@pytest.mark.slow  # about 13 s of llama.cpp prefill
 async def test_prefix_reuse_survives_interleaved_sub_calls(qwen: local.LocalModel) -> None:
     engine = qwen.load()
     turn1: list[Message] = [

@@ -73,6 +73,7 @@ def host_peak(limit: int, threads: int, size: int) -> tuple[int, list[object]]:
     return report["after"] - report["before"], json.loads(report["answer"])
 
 
+@pytest.mark.slow  # about 6 s: hundreds of megabytes of prompts
 def test_many_large_prompts_at_once_stay_within_the_in_flight_limit() -> None:
     limit, threads, size = 48 * 1024 * 1024, 16, 20_000_000  # 320 MB sent, 48 MiB allowed
     grown, outcomes = host_peak(limit, threads, size)
