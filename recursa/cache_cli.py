@@ -27,7 +27,14 @@ _CACHE_OPTION = click.option(
 
 @click.group("cache")
 def cache() -> None:
-    """Inspect or clear the response cache."""
+    """Inspect or clear the response cache.
+
+    \b
+    Examples:
+      recursa cache stats --json
+      recursa cache clear --model openai/gpt-5-mini
+      recursa cache clear --stale
+    """
 
 
 @cache.command("path")

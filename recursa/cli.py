@@ -303,6 +303,11 @@ def chat(context_arg: str, trace: str | None, **options: Any) -> None:
     """Ask question after question over one context; REPL variables are kept.
 
     Type a question and press Enter; an empty line or Ctrl-D ends the session.
+
+    \b
+    Examples:
+      recursa chat -c contract.txt -m openai/gpt-5-mini
+      recursa chat -c logs.txt --base-url http://localhost:8000/v1 -m Qwen/Qwen3-8B
     """
     if context_arg == "-":
         fail("chat reads questions from standard input: give --context a file", EXIT_USAGE)
@@ -356,6 +361,11 @@ def view(trace: Path | None, port: int, no_browser: bool) -> None:
 
     Without TRACE it shows the runs under ./recursa-runs/. The page is served on
     127.0.0.1 only; Ctrl-C stops it.
+
+    \b
+    Examples:
+      recursa view run.jsonl
+      recursa view bench-out/traces --port 8800 --no-browser
     """
     from .settings import DEFAULT_TRACE_DIR
     from .viewer import serve
@@ -387,7 +397,13 @@ def trace_group() -> None:
     help="Also export prompts, answers and code (off by default: they may be private).",
 )
 def trace_export(trace: Path, endpoint: str, content: bool) -> None:
-    """Send a trace to OpenTelemetry: one span per node, model call and cell."""
+    """Send a trace to OpenTelemetry: one span per node, model call and cell.
+
+    \b
+    Examples:
+      recursa trace export run.jsonl --otlp http://localhost:4318
+      recursa trace export run.jsonl --otlp http://collector:4318 --content
+    """
     from .otel import export_trace
 
     with exit_codes():
@@ -500,6 +516,11 @@ def serve(
     The model is called "recursa"; the budget, --max-depth and --max-iterations are
     per run, and a request's `rlm` field may only lower them. Needs the serve extra:
     pip install 'recursa[serve]'.
+
+    \b
+    Examples:
+      recursa serve -m openai/gpt-5-mini --budget-usd 0.50 --api-key "$KEY"
+      recursa serve --base-url http://localhost:8000/v1 -m Qwen/Qwen3-8B --port 8080
     """
     with exit_codes(os_error=f"cannot listen on {host}:{port}"):
         try:
@@ -553,6 +574,11 @@ def demo(seed: int, model: str | None, tokens: int, sandbox: str, trace: Path | 
 
     Runs the RLM on the embedded model (no API key, no network): the model's own
     code and sub-calls must find the one sentence that answers the question.
+
+    \b
+    Examples:
+      recursa demo
+      recursa demo --seed 3 --tokens 200000 --trace demo.jsonl
     """
     from .demo import DEFAULT_MODEL, print_demo, run_demo
 

@@ -115,6 +115,12 @@ def bench(
     OUT/traces/, and OUT/table.md with score_vs_length.png and cost_vs_length.png.
     The run options (--model ... --budget-usd) are those of recursa run; each method
     sets its own depth.
+
+    \b
+    Examples:
+      recursa bench sniah --lengths 8k,128k --n 5 --out bench-out
+      recursa bench oolong,sniah --methods base,rlm -m openai/gpt-5-mini --budget-usd 0.2
+      recursa bench sniah --out bench-out --report-only
     """
     from .methods import get_method
     from .report import write_report
