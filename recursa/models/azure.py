@@ -1,9 +1,11 @@
 """Azure OpenAI (``azure/<deployment>``).
 
-The same chat-completions protocol as OpenAI, so everything but the client is
-:class:`~recursa.models.openai.OpenAIModel`'s: Azure's client puts the
-deployment in the path (``/openai/deployments/<deployment>/chat/completions``),
-adds ``api-version`` and sends the key as ``api-key``.
+The same chat-completions protocol as OpenAI, so everything but the endpoint is
+:class:`~recursa.models.openai.OpenAIModel`'s: Azure puts the deployment in the
+path (``/openai/deployments/<deployment>/chat/completions``), wants
+``api-version`` in the query and the key as ``api-key``. Both clients do that:
+the lean one with the path, query and header below, the SDK through
+``AsyncAzureOpenAI``.
 
 Settings: ``AZURE_OPENAI_API_KEY``, ``AZURE_OPENAI_ENDPOINT``
 (``https://<resource>.openai.azure.com``, or ``base_url``) and
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from ..errors import ConfigError
 from .openai import OpenAIModel
+from .openai_http import ChatClient
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -40,6 +44,7 @@ class AzureOpenAIModel(OpenAIModel):
         endpoint: str | None = None,
         api_version: str | None = None,
         options: ModelOptions | None = None,
+        client: str | None = None,
     ) -> None:
         options = options or ModelOptions()
         spec = f"{self.provider}/{deployment}"
@@ -56,9 +61,24 @@ class AzureOpenAIModel(OpenAIModel):
         self.api_version = (
             api_version or os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION
         )
-        super().__init__(deployment, api_key=api_key, base_url=endpoint, options=options)
+        super().__init__(
+            deployment, api_key=api_key, base_url=endpoint, options=options, client=client
+        )
 
-    def _make_client(self) -> openai.AsyncOpenAI:
+    def _http_client(self) -> ChatClient:
+        assert self.base_url is not None  # checked in __init__
+        return ChatClient(
+            # the base URL AsyncAzureOpenAI uses, which errors name
+            f"{self.base_url.rstrip('/')}/openai",
+            headers={"api-key": self._api_key},
+            params={"api-version": self.api_version},
+            timeout=self.timeout,
+        )
+
+    def _chat_path(self) -> str:
+        return f"/deployments/{quote(self.name, safe='')}/chat/completions"
+
+    def _sdk_client(self) -> openai.AsyncOpenAI:
         import openai
 
         assert self.base_url is not None  # checked in __init__

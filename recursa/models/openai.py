@@ -1,8 +1,18 @@
 """OpenAI and every OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp, OpenRouter).
 
-Built on the official ``openai`` SDK with its own retries turned off: retries,
-backoff and jitter are recursa's (see :class:`~recursa.models.base.BaseModel`),
-so every provider behaves the same way.
+Two clients send the same request (one JSON body, built once by
+:meth:`OpenAIModel.sampling_params` and :meth:`OpenAIModel._body`) and their replies
+and errors go through the same code:
+
+- ``http`` (the default): :class:`~recursa.models.openai_http.ChatClient`, a lean
+  ``aiohttp`` client for ``POST /chat/completions``. ``import openai`` takes about a
+  second, on the critical path before a run's first request, and the SDK's request
+  machinery costs 2-3x this client's CPU a request (docs/performance.md).
+- ``sdk``: the official ``openai`` SDK (its low-level ``post``, its aiohttp transport),
+  with its own retries turned off. ``RECURSA_OPENAI_CLIENT=sdk`` or ``client="sdk"``.
+
+Retries, backoff and jitter are recursa's on both (see
+:class:`~recursa.models.base.BaseModel`), so every provider behaves the same way.
 """
 
 from __future__ import annotations
@@ -10,27 +20,26 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
-    AuthenticationError,
     ConfigError,
     ContextWindowError,
-    ModelError,
-    ModelNotFoundError,
 )
 from ..sampling import Sampling
-from ._http import connection_error
+from ._http import connection_error, retry_after_seconds, status_error, where
 from .base import (
     Completion,
     Message,
     SDKModel,
     TransientError,
     estimate_tokens,
+    installed,
     message_tokens,
     refuse,
 )
+from .openai_http import ChatClient, HTTPStatusError, error_detail
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -41,10 +50,15 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"
 # OpenAI's reasoning models: GPT-5 (gpt-5, gpt-5-mini, gpt-5.1, ...) and the o-series.
 REASONING_MODEL = re.compile(r"^(gpt-5|o\d)([.\-]|$)")
+#: Which client sends the requests: ``http`` (the lean one, the default) or ``sdk``.
+CLIENT_ENV = "RECURSA_OPENAI_CLIENT"
+CLIENTS = ("http", "sdk")
 
 
-class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
-    """Chat completions over the OpenAI protocol."""
+class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
+    """Chat completions over the OpenAI protocol, through ``client``: ``"http"`` (the
+    lean client, the default) or ``"sdk"`` (the ``openai`` SDK); ``None`` reads
+    ``$RECURSA_OPENAI_CLIENT``."""
 
     provider = "openai"
     sdk = "openai"
@@ -56,9 +70,16 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
         api_key: str | None = None,
         base_url: str | None = None,
         options: ModelOptions | None = None,
+        client: str | None = None,
     ) -> None:
         options = options or ModelOptions()
+        self.client = client_kind(client, spec=f"{self.provider}/{name}")
         super().__init__(name, options=options)
+        if self.client == "http" and not installed("aiohttp"):
+            raise ConfigError(
+                f"{self.spec} needs the 'aiohttp' package: pip install 'openai[aiohttp]' "
+                f"(or {CLIENT_ENV}=sdk)"
+            )
         base_url = base_url or options.base_url or os.environ.get("OPENAI_BASE_URL")
         api_key = api_key or options.api_key or os.environ.get("OPENAI_API_KEY")
         if not api_key:
@@ -71,7 +92,11 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
         self.base_url = base_url
         self._api_key = api_key
 
-    def _make_client(self) -> openai.AsyncOpenAI:
+    def _make_client(self) -> openai.AsyncOpenAI | ChatClient:
+        # in a worker thread: either imports its package
+        return self._http_client() if self.client == "http" else self._sdk_client()
+
+    def _sdk_client(self) -> openai.AsyncOpenAI:
         import openai
 
         return openai.AsyncOpenAI(
@@ -79,8 +104,26 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
             base_url=self.base_url,
             timeout=self.timeout,
             max_retries=0,
-            **_http_client(),
+            **_sdk_transport(),
         )
+
+    def _http_client(self) -> ChatClient:
+        """The lean client, with the headers the SDK would send for the same settings:
+        the key as a bearer token, and ``OpenAI-Organization`` / ``OpenAI-Project``
+        from ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID`` (which the SDK reads too)."""
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        for header, variable in (
+            ("OpenAI-Organization", "OPENAI_ORG_ID"),
+            ("OpenAI-Project", "OPENAI_PROJECT_ID"),
+        ):
+            value = os.environ.get(variable)
+            if value:
+                headers[header] = value
+        return ChatClient(self.base_url or DEFAULT_BASE_URL, headers=headers, timeout=self.timeout)
+
+    def _chat_path(self) -> str:
+        """Where the lean client posts, under its base URL."""
+        return "/chat/completions"
 
     @property
     def official(self) -> bool:
@@ -132,11 +175,36 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
                 params[field] = value
         return params
 
+    def _body(
+        self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
+    ) -> dict[str, Any]:
+        """The request body, the same for both clients."""
+        params = self.sampling_params(max_tokens, sampling)
+        return {"model": self.name, "messages": list(messages), **params}
+
     async def _request(
         self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
     ) -> Completion:
-        params = self.sampling_params(max_tokens, sampling)
-        client = await self._sdk()  # first: it imports the SDK off the event loop
+        body = self._body(messages, max_tokens, sampling)  # a refusal before anything
+        client = await self._sdk()  # first: it imports its package off the event loop
+        if isinstance(client, ChatClient):
+            raw = await self._post_http(client, body)
+        else:
+            raw = await self._post_sdk(client, body)
+        return self._completion(raw, messages)
+
+    async def _post_http(self, client: ChatClient, body: dict[str, Any]) -> bytes:
+        import aiohttp  # imported with the client
+
+        try:
+            return await client.post(self._chat_path(), body)
+        except HTTPStatusError as exc:
+            raise self._status_error(exc.status, exc.detail, exc.headers) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # refused or no such host: at once; a timeout or a reset: retried
+            raise connection_error(exc, spec=self.spec, url=client.base_url) from exc
+
+    async def _post_sdk(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> bytes:
         import openai
 
         try:
@@ -144,17 +212,14 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
             # re-validates and copies the whole history on every call (about 0.3 ms a
             # message), and building its response models costs about as much CPU as the
             # request itself, which is what bounds a wide fan-out on a few cores.
-            raw = await client.post(
-                "/chat/completions",
-                body={"model": self.name, "messages": list(messages), **params},
-                cast_to=bytes,
-            )
+            return await client.post("/chat/completions", body=body, cast_to=bytes)
         except openai.APIStatusError as exc:
-            raise self._translate(exc) from exc
+            raise self._status_error(
+                exc.status_code, _error_message(exc), exc.response.headers
+            ) from exc
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             # refused or no such host: at once; a timeout or a reset: retried
             raise connection_error(exc, spec=self.spec, url=str(client.base_url)) from exc
-        return self._completion(raw, messages)
 
     def _completion(self, raw: bytes, messages: Sequence[Message]) -> Completion:
         """A chat completion body as a :class:`Completion`; a body that is not one (an
@@ -193,31 +258,33 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI"]):
             cost_usd=float(reported) if isinstance(reported, int | float) else None,
         )
 
-    def _translate(self, exc: openai.APIStatusError) -> Exception:
-        status = exc.status_code
-        detail = _error_message(exc)
-        where = f"{self.spec}" + (f" at {self.base_url}" if self.base_url else "")
-        if status in (401, 403):
-            return AuthenticationError(
-                f"{where}: authentication failed ({status}): {detail}",
-                status=status,
-                model=self.spec,
+    def _status_error(self, status: int, detail: str, headers: Mapping[str, str]) -> Exception:
+        """The error for an HTTP status outside 2xx (:func:`~recursa.models._http.status_error`,
+        with ``Retry-After``), whichever client got it."""
+        at = where(self.spec, self.base_url)
+        lowered = detail.lower()
+        if status == 400 and "context" in lowered and "length" in lowered:
+            return ContextWindowError(
+                f"{at}: {' '.join(detail.split())}", status=status, model=self.spec
             )
-        if status == 404:
-            hint = ""
-            if self.base_url and not self.base_url.rstrip("/").endswith("/v1"):
-                hint = " (OpenAI-compatible servers usually want the base URL to end in /v1)"
-            return ModelNotFoundError(
-                f"{where}: model not found (404): {detail}{hint}", status=status, model=self.spec
-            )
-        if status in (408, 409, 429) or status >= 500:
-            retry_after = _retry_after(exc)
-            return TransientError(
-                f"HTTP {status}: {detail}", status=status, retry_after=retry_after
-            )
-        if status == 400 and "context" in detail.lower() and "length" in detail.lower():
-            return ContextWindowError(f"{where}: {detail}", status=status, model=self.spec)
-        return ModelError(f"{where}: HTTP {status}: {detail}", status=status, model=self.spec)
+        if status == 404 and self.base_url and not self.base_url.rstrip("/").endswith("/v1"):
+            detail += " (OpenAI-compatible servers usually want the base URL to end in /v1)"
+        return status_error(
+            spec=self.spec,
+            where=at,
+            status=status,
+            detail=detail,
+            retry_after=retry_after_seconds(headers),
+        )
+
+
+def client_kind(value: str | None, *, spec: str) -> str:
+    """``value`` (else ``$RECURSA_OPENAI_CLIENT``, else ``http``) checked."""
+    kind = (value or os.environ.get(CLIENT_ENV) or "http").strip().lower()
+    if kind not in CLIENTS:
+        source = "client" if value else CLIENT_ENV
+        raise ConfigError(f"{spec}: {source}={kind!r} is not one of {', '.join(CLIENTS)}")
+    return kind
 
 
 def is_reasoning_model(name: str) -> bool:
@@ -228,7 +295,7 @@ def is_reasoning_model(name: str) -> bool:
     return REASONING_MODEL.match(base) is not None and "-chat" not in base
 
 
-def _http_client() -> dict[str, Any]:
+def _sdk_transport() -> dict[str, Any]:
     """The SDK's aiohttp transport (``openai[aiohttp]``) when installed: about half the
     CPU per request of its default httpx one, which is what bounds wide fan-outs."""
     import openai
@@ -248,22 +315,12 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and "message" in inner:
-            return str(inner["message"])
-        if isinstance(inner, str):
-            return inner
-    return exc.message
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after")
+    """The provider's message, read from the body the way the lean client reads it."""
     try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+        raw = exc.response.content
+    except Exception:  # a body never read (httpx2.ResponseNotRead): the SDK's text
+        return exc.message
+    return error_detail(exc.status_code, raw)
 
 
 def create(name: str, options: ModelOptions) -> OpenAIModel:

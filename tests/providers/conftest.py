@@ -23,3 +23,12 @@ def serve() -> Iterator[Callable[..., Any]]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture(params=["http", "sdk"])
+def openai_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per OpenAI client: the lean one (the default) and the SDK
+    (``RECURSA_OPENAI_CLIENT=sdk``), for models made while it runs."""
+    kind = str(request.param)
+    monkeypatch.setenv("RECURSA_OPENAI_CLIENT", kind)
+    return kind

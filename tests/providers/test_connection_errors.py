@@ -1,6 +1,7 @@
 """A request that reaches no server says so, with the URL, at once; a server that
 accepts and then says nothing is still retried, each attempt within the request
-timeout. Every provider through its real SDK, against real sockets."""
+timeout. Every provider through its real SDK (OpenAI's also through the lean
+client, its default), against real sockets."""
 
 from __future__ import annotations
 
@@ -71,6 +72,12 @@ def _openai(url: str, timeout: float) -> BaseModel:
     return OpenAIModel("x", options=_options(url + "/v1", timeout))
 
 
+def _openai_sdk(url: str, timeout: float) -> BaseModel:
+    from recursa.models.openai import OpenAIModel
+
+    return OpenAIModel("x", client="sdk", options=_options(url + "/v1", timeout))
+
+
 def _anthropic(url: str, timeout: float) -> BaseModel:
     from recursa.models.anthropic import AnthropicModel
 
@@ -97,7 +104,8 @@ def _options(url: str, timeout: float) -> ModelOptions:
 
 
 PROVIDERS: list[Any] = [
-    pytest.param(_openai, "/v1", id="openai"),
+    pytest.param(_openai, "/v1", id="openai"),  # the lean client, the default
+    pytest.param(_openai_sdk, "/v1", id="openai-sdk"),
     pytest.param(_anthropic, "", id="anthropic", marks=requires("anthropic")),
     pytest.param(_gemini, "", id="gemini", marks=requires("google.genai")),
     pytest.param(_litellm, "/v1", id="litellm", marks=[requires("litellm"), pytest.mark.slow]),
@@ -157,11 +165,12 @@ def test_refused_and_unresolved_are_told_from_timeouts() -> None:
     assert unreachable(RuntimeError("Request timed out.")) is None
 
 
-def test_the_cli_reports_a_refused_connection_and_exits_1(tmp_path: Any) -> None:
+@pytest.mark.parametrize("client", ["http", "sdk"])
+def test_the_cli_reports_a_refused_connection_and_exits_1(tmp_path: Any, client: str) -> None:
     context = tmp_path / "some.txt"
     context.write_text("some context")
     url = f"http://127.0.0.1:{closed_port()}/v1"
-    env = {**os.environ, "OPENAI_API_KEY": "test-key"}
+    env = {**os.environ, "OPENAI_API_KEY": "test-key", "RECURSA_OPENAI_CLIENT": client}
     started = time.monotonic()
     done = run_cli(["run", "q", "-c", str(context), "--model", "openai/x", "--base-url", url], env)
     elapsed = time.monotonic() - started

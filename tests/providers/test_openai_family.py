@@ -1,5 +1,6 @@
 """azure/<deployment> and openrouter/<vendor>/<model>: OpenAIModel with another client
-or endpoint, against local servers speaking Azure's and OpenRouter's dialects."""
+or endpoint, against local servers speaking Azure's and OpenRouter's dialects; each
+test through the lean client and through the SDK."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from recursa.testing import HTTPFailure, Received
 from tests.providers.servers import FAST_RETRY, AzureServer, OpenRouterServer, options
 
 HI: list[Any] = [{"role": "user", "content": "hi"}]
+
+pytestmark = pytest.mark.usefixtures("openai_client")  # the lean client and the SDK
 
 
 @pytest.fixture(autouse=True)

@@ -44,6 +44,7 @@ def _sent(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- OpenAI and compatible servers ------------------------------------------------------
+@pytest.mark.usefixtures("openai_client")
 async def test_openai_compatible_chat_model_gets_every_field(serve: Any) -> None:
     server = serve(OpenAIServer, lambda r: "ok")
     async with _openai(server, "gpt-4o-mini") as model:
@@ -57,6 +58,7 @@ async def test_openai_compatible_chat_model_gets_every_field(serve: Any) -> None
     }
 
 
+@pytest.mark.usefixtures("openai_client")
 async def test_the_smaller_output_cap_is_asked_for(serve: Any) -> None:
     server = serve(OpenAIServer, lambda r: "ok")
     async with _openai(server, "gpt-4o-mini") as model:
@@ -67,6 +69,7 @@ async def test_the_smaller_output_cap_is_asked_for(serve: Any) -> None:
     assert [_sent(b) for b in server.bodies] == [{"max_tokens": 64}, {"max_tokens": 32}, {}, {}]
 
 
+@pytest.mark.usefixtures("openai_client")
 async def test_reasoning_model_gets_max_completion_tokens_and_effort(serve: Any) -> None:
     server = serve(OpenAIServer, lambda r: "ok")
     async with _openai(server, "gpt-5-mini") as model:
@@ -93,6 +96,7 @@ async def test_reasoning_models_refuse_temperature_and_top_p(
     assert server.requests == []  # refused before anything was sent
 
 
+@pytest.mark.usefixtures("openai_client")
 async def test_reasoning_model_takes_the_default_and_no_reasoning_takes_any(serve: Any) -> None:
     server = serve(OpenAIServer, lambda r: "ok")
     async with _openai(server, "gpt-5.1") as model:
@@ -128,6 +132,7 @@ def test_openais_own_api_caps_with_max_completion_tokens_and_refuses_effort_on_c
     }
 
 
+@pytest.mark.usefixtures("openai_client")
 async def test_azure_reasoning_deployment_gets_max_completion_tokens(serve: Any) -> None:
     server = serve(AzureServer, lambda r: "ok")
     for name in ("o4-mini", "gpt-4o-mini"):
@@ -139,6 +144,7 @@ async def test_azure_reasoning_deployment_gets_max_completion_tokens(serve: Any)
     ]
 
 
+@pytest.mark.usefixtures("openai_client")
 async def test_openrouter_always_gets_max_tokens(serve: Any) -> None:
     server = serve(OpenRouterServer, lambda r: "ok")
     model = OpenRouterModel(
