@@ -35,7 +35,7 @@ from .cli_options import (
 from .errors import ConfigError, RecursaError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from .recording import Recording
     from .result import Citation
@@ -302,7 +302,10 @@ def _json_failure(message: str, code: int) -> None:
 def chat(context_arg: str, trace: str | None, **options: Any) -> None:
     """Ask question after question over one context; REPL variables are kept.
 
-    Type a question and press Enter; an empty line or Ctrl-D ends the session.
+    Type a question and press Enter (Esc-Enter for a new line in it). Ctrl-C cancels
+    the question being answered (the session goes on); Ctrl-D or /exit ends it.
+    /help lists the commands: /vars (the REPL's variables), /cost (the session's
+    totals), /trace, /exit.
 
     \b
     Examples:
@@ -315,36 +318,116 @@ def chat(context_arg: str, trace: str | None, **options: Any) -> None:
         rlm = build_rlm(options, trace=path_or_default(trace))
         session = rlm.session(_read_context(context_arg))
     interactive = sys.stdin.isatty()
-    received: list[int] = []  # SIGTERM / SIGHUP end the session as Ctrl-C does
+    received: list[int] = []  # SIGTERM / SIGHUP end the session
     try:
         with stop_signals_interrupt(received):
-            _chat_loop(session, interactive)
+            _chat_loop(session, _line_reader(interactive), interactive, received)
     except KeyboardInterrupt:
         if not received:
             click.echo("", err=True)  # after the ^C the terminal shows
     finally:
         session.close()
+        if session.results:
+            click.echo(f"recursa: session: {_totals(session)}", err=True)
     stopped_by_signal(received)
 
 
-def _chat_loop(session: Any, interactive: bool) -> None:
-    """Questions from standard input until an empty line or EOF."""
+CHAT_HELP = """commands:
+  /vars    the REPL's variables, their types and sizes
+  /cost    what the session has used so far
+  /trace   where the last answer's trace is
+  /help    this list
+  /exit    end the session (Ctrl-D too)
+Ctrl-C cancels the question being answered; the session and its variables stay."""
+
+
+def _line_reader(interactive: bool) -> Callable[[], str]:
+    """How the next line is read: on a terminal, prompt_toolkit (history kept across
+    sessions, arrow keys, Esc-Enter for a new line); otherwise plain standard input."""
+    if not interactive:
+        return lambda: input("")
+    from platformdirs import user_state_path
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    keys = KeyBindings()
+
+    @keys.add("escape", "enter")
+    def _new_line(event: Any) -> None:  # Enter sends the question; Esc-Enter breaks a line
+        event.current_buffer.insert_text("\n")
+
+    state = user_state_path("recursa", ensure_exists=True)
+    prompt: PromptSession[str] = PromptSession(
+        history=FileHistory(str(state / "chat_history")), key_bindings=keys
+    )
+    return lambda: prompt.prompt("you> ")
+
+
+def _chat_loop(
+    session: Any, read: Callable[[], str], interactive: bool, received: list[int]
+) -> None:
+    """Questions (and /commands) until EOF or /exit."""
     from .progress import progress_sinks
 
     while True:
         try:
-            question = input("you> " if interactive else "")
+            line = read()
         except EOFError:
             return
-        if not question.strip():
-            return
+        except KeyboardInterrupt:  # at the prompt: a fresh line, as a shell does
+            if received:
+                raise
+            continue
+        question = line.strip()
+        if not question:
+            continue
+        if question.startswith("/"):
+            if _chat_command(session, question) == "exit":
+                return
+            continue
         try:
             with progress_sinks(interactive) as sinks:
                 result = session.completion(question, sinks=sinks)
+        except KeyboardInterrupt:
+            if received:  # SIGTERM / SIGHUP: the session ends
+                raise
+            click.echo("recursa: cancelled; ask again or /exit", err=True)
+            continue
         except RecursaError as exc:
             click.echo(f"recursa: error: {exc}", err=True)
             continue
         click.echo(f"recursa> {result.answer}" if interactive else result.answer)
+
+
+def _chat_command(session: Any, command: str) -> str | None:
+    """Answer a /command locally (never sent to the model); ``"exit"`` ends the chat."""
+    name = command.split()[0].lower()
+    if name in ("/exit", "/quit"):
+        return "exit"
+    if name == "/help":
+        click.echo(CHAT_HELP)
+    elif name == "/vars":
+        shown = session.variables()
+        click.echo("\n".join(f"{k}: {v}" for k, v in shown.items()) or "(no variables yet)")
+    elif name == "/cost":
+        click.echo(_totals(session))
+    elif name == "/trace":
+        last = session.results[-1].trace if session.results else None
+        click.echo(str(last) if last else "(no trace: start the chat with --trace)")
+    else:
+        click.echo(f"unknown command {name}; /help lists them", err=True)
+    return None
+
+
+def _totals(session: Any) -> str:
+    """The session's questions, calls, tokens and cost so far."""
+    results = session.results
+    calls = sum(r.usage.calls for r in results)
+    tokens = sum(r.usage.input_tokens + r.usage.output_tokens for r in results)
+    costs = [r.cost_usd for r in results]
+    cost = "unpriced" if any(c is None for c in costs) else f"${sum(costs):.4f}"
+    return f"{len(results)} answers, {calls} calls, {tokens:,} tokens, {cost}"
 
 
 @main.command()
@@ -620,6 +703,15 @@ def _register_mcp() -> None:
 
 
 _register_mcp()
+
+
+def _register_models() -> None:
+    from .models_cli import models_command
+
+    main.add_command(models_command)
+
+
+_register_models()
 
 
 def entry() -> NoReturn:

@@ -8,9 +8,10 @@ is used either synchronously or asynchronously, not both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .context import Context, ContextInput
 from .engine import Node
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from .result import Result
     from .rlm import RLM
     from .trace import Sink
+
+T = TypeVar("T")
 
 
 class Session:
@@ -51,16 +54,44 @@ class Session:
             from .output import OutputSpec  # imports pydantic: only for typed answers
 
             output = OutputSpec(output_type)
-        result = await run.execute(node, lambda: node.ask(query, output))
+        asked = len(node.messages)
+        try:
+            result = await run.execute(node, lambda: node.ask(query, output))
+        except asyncio.CancelledError:
+            # a cancelled question (Ctrl-C in `recursa chat`) leaves no half-turn behind:
+            # the next question continues the conversation as it was, variables kept
+            node.rewind(asked)
+            raise
         self.results.append(result)
         return result
+
+    async def avariables(self) -> dict[str, str]:
+        """The REPL's variables and their types and sizes (``SHOW_VARS()``); empty before
+        the first question started the REPL."""
+        node = self._node
+        if node is None or not node.started:
+            return {}
+        sandbox = await node.open()
+        shown = await sandbox.run("print(__import__('json').dumps(SHOW_VARS()))\n", timeout=10)
+        try:
+            found = json.loads(shown.output) if shown.error is None else {}
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+    def variables(self) -> dict[str, str]:
+        """Blocking :meth:`avariables`."""
+        return self._blocking(self.avariables())
 
     def completion(
         self, query: str, *, output_type: Any = None, sinks: Sequence[Sink] = ()
     ) -> Result:
         """Blocking variant; the session keeps one event loop for its sandbox (inside a
         running loop, as in a notebook, a private one on a worker thread)."""
-        coro = self.acompletion(query, output_type=output_type, sinks=sinks)
+        return self._blocking(self.acompletion(query, output_type=output_type, sinks=sinks))
+
+    def _blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the session's own loop (its sandbox lives there)."""
         if self._thread is None and self._runner is None:
             if loop_running():
                 self._thread = LoopThread("recursa-session")

@@ -143,6 +143,19 @@ class Node:
         parent_id = self.parent.node_id if self.parent else None
         self.run.tracer.emit(event(node_id=self.node_id, parent_id=parent_id, **fields))
 
+    @property
+    def started(self) -> bool:
+        """Whether this node's sandbox is running (it has variables to show)."""
+        return self._sandbox is not None
+
+    def rewind(self, count: int) -> None:
+        """Forget the conversation past its first ``count`` messages (a session's
+        question that was cancelled), keeping the system prompt."""
+        has_system = bool(self.messages) and self.messages[0]["role"] == "system"
+        keep = max(count, 1 if has_system else 0)
+        del self.messages[keep:]
+        self._traced = min(self._traced, keep)
+
     def untraced_messages(self) -> list[Message]:
         """The messages added since the last traced turn (a trace records each only once)."""
         new = self.messages[self._traced :]
