@@ -71,6 +71,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "recursa.cli",
         "recursa.cli_options",
         "recursa.cache_cli",
+        "recursa.models_cli",
         "recursa.mcp_server",
         "recursa.serve.*",
         "recursa.bench.*",

@@ -719,3 +719,28 @@ class LocalModel(BaseModel):
 def create(name: str, options: ModelOptions) -> LocalModel:
     """Registry entry point for ``local/<name>``."""
     return LocalModel(name, options=options)
+
+
+def installed_files(weights: LocalWeights) -> list[Path] | None:
+    """The files on disk that hold ``weights``, found without joining or downloading
+    anything: the joined file when it is cached, else the installed parts (or the
+    package's file); ``None`` when they are not installed."""
+    if weights.package_file is not None:
+        path = _package_file(*weights.package_file)
+        return [path] if path is not None else None
+    target = cache_dir() / weights.filename
+    if target.is_file():
+        return [target]
+    if not all(_findable(module) for module in weights.parts):
+        return None
+    try:
+        return _part_paths(weights)  # the part modules only name their file
+    except ConfigError:
+        return None
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

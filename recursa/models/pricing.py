@@ -293,3 +293,19 @@ def max_output_tokens(spec: str) -> int:
     name = spec.rsplit("/", 1)[-1].lower()
     matches = [k for k in MAX_OUTPUT if name == k or name.startswith(k + "-")]
     return MAX_OUTPUT[max(matches, key=len)] if matches else DEFAULT_MAX_OUTPUT_TOKENS
+
+
+def listed_models(provider: str) -> dict[str, int | None]:
+    """The model names genai-prices lists for recursa's ``provider`` (``"gemini"`` reads
+    its ``google``), each with its context window in tokens where listed; empty when
+    genai-prices is not installed or lists no such provider. Prices: :func:`lookup`."""
+    snapshot = _genai_snapshot()
+    if snapshot is None:
+        return {}
+    provider_id = GENAI_PROVIDERS.get(provider, provider)
+    try:
+        found = [p for p in snapshot.providers if str(p.id) == provider_id]
+        models = found[0].models if found else []
+        return {str(m.id): int(m.context_window) if m.context_window else None for m in models}
+    except Exception:  # a genai-prices whose API moved
+        return {}
