@@ -321,7 +321,8 @@ def chat(context_arg: str, trace: str | None, **options: Any) -> None:
     received: list[int] = []  # SIGTERM / SIGHUP end the session
     try:
         with stop_signals_interrupt(received):
-            _chat_loop(session, _line_reader(interactive), interactive, received)
+            read = _line_reader(interactive and sys.stdout.isatty())
+            _chat_loop(session, read, interactive, received)
     except KeyboardInterrupt:
         if not received:
             click.echo("", err=True)  # after the ^C the terminal shows
@@ -341,10 +342,11 @@ CHAT_HELP = """commands:
 Ctrl-C cancels the question being answered; the session and its variables stay."""
 
 
-def _line_reader(interactive: bool) -> Callable[[], str]:
-    """How the next line is read: on a terminal, prompt_toolkit (history kept across
-    sessions, arrow keys, Esc-Enter for a new line); otherwise plain standard input."""
-    if not interactive:
+def _line_reader(terminal: bool) -> Callable[[], str]:
+    """How the next line is read: on a terminal (input and output), prompt_toolkit
+    (history kept across sessions, arrow keys, Esc-Enter for a new line); otherwise
+    plain standard input."""
+    if not terminal:
         return lambda: input("")
     from platformdirs import user_state_path
     from prompt_toolkit import PromptSession
