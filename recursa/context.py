@@ -4,7 +4,8 @@ A :class:`Context` never sends the text to a model. It knows the context's
 type, its length in characters, the lengths of its items, and a short preview;
 sandboxes get the value itself (in-process) or a file to load (workers). A
 ``pathlib.Path`` stays on disk: the host validates it by streaming and never
-holds it in memory.
+holds it in memory. A folder, a glob or several paths become ``files``: one
+packed file (:mod:`recursa.pack`) the sandbox reads as a name-to-text mapping.
 """
 
 from __future__ import annotations
@@ -12,25 +13,34 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import io
 import json
 import os
 import tempfile
 import threading
 import weakref
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeGuard
 
 from .errors import ContextError
-from .repl.runtime import Image
+from .repl.runtime import Files, Image
+
+if TYPE_CHECKING:
+    from .sources import Found, Skipped
 
 ContextValue = str | list[Any] | dict[str, Any]
-ContextInput = ContextValue | Path
-ContextKind = Literal["str", "list", "dict"]
-FileFormat = Literal["text", "json"]
+#: What :class:`Context` is made from (``ContextInput``, below, also takes a Context).
+ContextSource = ContextValue | Path | list[Path]
+ContextKind = Literal["str", "list", "dict", "files"]
+FileFormat = Literal["text", "json", "pack"]
 
 PREVIEW_CHARS = 300
 _BLOCK = 16 * 1024 * 1024
+_LARGEST_LISTED = 5
+_COMPRESSED = (".gz", ".bz2", ".xz")
 
 
 @dataclass(frozen=True)
@@ -39,9 +49,15 @@ class ContextInfo:
 
     kind: ContextKind
     chars: int
-    item_lengths: tuple[int, ...]  # per item for a list, per key for a dict
-    keys: tuple[str, ...]
+    item_lengths: tuple[int, ...]  # per item for a list, per key for a dict or files
+    keys: tuple[str, ...]  # a dict's keys, or the files' names in order
     preview: str
+    # files only: what a folder looks like without its content
+    total_bytes: int = 0  # of the texts, UTF-8
+    extensions: tuple[tuple[str, int], ...] = ()  # (".txt", count), most common first
+    largest: tuple[tuple[str, int], ...] = ()  # (name, characters), largest first
+    paged: int = 0  # files with pages (converted PDFs)
+    skipped: int = 0  # files found but not readable
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "chars": self.chars, "items": len(self.item_lengths) or None}
@@ -79,8 +95,6 @@ def as_image(value: Any) -> Image | None:
         except OSError as exc:
             raise ContextError(f"{value}: {exc.strerror}") from None
     if hasattr(value, "save") and hasattr(value, "mode"):  # a PIL image
-        import io
-
         buffer = io.BytesIO()
         value.save(buffer, format="PNG")
         return Image(buffer.getvalue(), "image/png")
@@ -152,24 +166,33 @@ def text_from_bytes(data: bytes, source: str = "standard input") -> str:
 
 
 class Context:
-    """A validated context, from a string, a file, a list of documents or a dict."""
+    """A validated context: a string, a file, a folder or several files, a list of
+    documents, or a dict."""
 
-    def __init__(self, value: ContextInput) -> None:
+    def __init__(self, value: ContextSource) -> None:
+        self._empty()
+        if isinstance(value, Path) and value.is_dir():
+            self._init_paths([value])
+        elif _is_path_list(value):
+            self._init_paths(value)
+        elif isinstance(value, Path):
+            self._init_file(value, None)
+        else:
+            self._init_value(value)
+
+    def _empty(self) -> None:
         self._value: ContextValue | None = None
         self._path: Path | None = None
         self._owned_file: Path | None = None
         self._remover: weakref.finalize[Any, Any] | None = None
         self._file_lock = threading.Lock()
         self._format: FileFormat = "text"
-        if isinstance(value, Path):
-            if value.is_dir():
-                raise ContextError(f"{value}: is a directory, not a file")
-            chars, preview, blank = _scan_file(value)
-            if blank:
-                raise ContextError(f"{value}: the file is empty")
-            self._path = value.resolve()
-            self.info = ContextInfo("str", chars, (), (), preview)
-            return
+        self._writer: Callable[[BinaryIO], Any] | None = None  # rewrites a streamed file
+        self._page_starts: dict[str, tuple[int, ...]] = {}  # files with pages only
+        #: files found but not readable (a folder's binaries, a broken PDF), with why
+        self.skipped: list[Skipped] = []
+
+    def _init_value(self, value: Any) -> None:
         if isinstance(value, str):
             if not value.strip():
                 raise ContextError("the context is empty")
@@ -201,38 +224,139 @@ class Context:
             self._format = "json"
         else:
             raise ContextError(
-                f"context must be str, list[str], dict or pathlib.Path, not {type(value).__name__}"
+                "context must be str, list[str], dict, pathlib.Path or list[pathlib.Path], "
+                f"not {type(value).__name__}"
             )
         if isinstance(value, list):
             self._format = "json"
         self._value = value
 
+    @classmethod
+    def from_paths(
+        cls,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        encoding: str | None = None,
+    ) -> Context:
+        """A context from files, folders and globs (``str`` paths are globbed).
+
+        One plain file stays a text context (read in place when it is UTF-8; a JSON
+        or JSONL file becomes its parsed value); anything else becomes ``files``, a
+        read-only mapping of name to text in the sandbox. Unreadable files are left out
+        and listed in :attr:`skipped`; nothing readable is a :class:`ContextError`.
+        """
+        inputs = [paths] if isinstance(paths, str | Path) else list(paths)
+        ctx = cls.__new__(cls)
+        ctx._empty()
+        ctx._init_paths(inputs, include=include, exclude=exclude, encoding=encoding)
+        return ctx
+
+    def _init_paths(
+        self,
+        inputs: Sequence[str | Path],
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        encoding: str | None = None,
+    ) -> None:
+        from .sources import discover
+
+        if len(inputs) == 1 and not include and not exclude and Path(inputs[0]).is_file():
+            self._init_file(Path(inputs[0]), encoding)
+            return
+        discovery = discover(inputs, include=include, exclude=exclude)
+        self._init_pack(discovery.found, list(discovery.skipped), encoding)
+
+    def _init_file(self, path: Path, encoding: str | None) -> None:
+        """One file: UTF-8 text read in place; records parsed; anything else (compressed,
+        another encoding, a converted document) streamed into a private text file."""
+        from .sources import Unreadable, kind_of
+
+        if path.is_dir():
+            self._init_paths([path])
+            return
+        kind = kind_of(path) if path.exists() else "text"
+        try:
+            if kind == "records":
+                self._init_value(_records(path, encoding))
+                return
+            if kind == "text" and encoding is None and not _needs_decoding(path):
+                chars, preview, blank = _scan_file(path)
+                if blank:
+                    raise ContextError(f"{path}: the file is empty")
+                self._path = path.resolve()
+                self.info = ContextInfo("str", chars, (), (), preview)
+                return
+            self._writer = _text_writer(path, encoding)
+            written = self._write_file(None, self._writer)
+        except Unreadable as exc:
+            raise ContextError(f"{path}: {exc}") from None
+        if written.blank:
+            self.cleanup()
+            raise ContextError(f"{path}: the file is empty")
+        self.info = ContextInfo("str", written.chars, (), (), written.preview)
+
+    def _init_pack(self, found: Sequence[Found], skipped: list[Skipped], enc: str | None) -> None:
+        from .pack import Packed, write_pack
+
+        packed: list[Packed] = []
+
+        def write(out: BinaryIO) -> None:
+            entries, unreadable = write_pack(found, out, encoding=enc)
+            packed[:] = entries
+            self.skipped = [*skipped, *unreadable]
+
+        self._format = "pack"
+        self._writer = write
+        self._write_file(None, write)
+        if not packed:
+            self.cleanup()
+            why = "; ".join(f"{s.name}: {s.reason}" for s in self.skipped[:3])
+            raise ContextError(f"nothing to read: {len(self.skipped):,} file(s) skipped ({why})")
+        self.info = _files_info(packed, len(self.skipped))
+        self._page_starts = {p.name: p.pages for p in packed if p.pages}
+
+    def page_starts(self, name: str) -> tuple[int, ...] | None:
+        """Where each page of file ``name`` starts (characters), for a file with pages."""
+        return self._page_starts.get(name)
+
     @property
     def path(self) -> Path | None:
-        """The user's file, when the context was given as one."""
+        """The user's file, when the context was given as one and is read in place."""
         return self._path
 
-    def value(self) -> ContextValue:
-        """The context as a Python value (reads a file context into memory)."""
+    def value(self) -> ContextValue | Files:
+        """The context as a Python value (reads a text file into memory; maps a pack)."""
         if self._value is not None:
             return self._value
-        assert self._path is not None
-        return self._path.read_text(encoding="utf-8")
+        path, fmt = self.file()
+        if fmt == "pack":
+            import mmap
+
+            with path.open("rb") as fh:
+                return Files(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+        return path.read_text(encoding="utf-8")
 
     def file(self, directory: Path | None = None) -> tuple[Path, FileFormat]:
         """A file holding the context, for a worker to load: the user's own file when
-        there is one, else written once (UTF-8 text for a str, JSON for a list/dict).
+        it is read in place, else written once (UTF-8 text for a str, JSON for a
+        list/dict, a pack for files).
 
         A written file is private: mode 0600 in a directory of its own (mode 0700,
         ``recursa-context-*`` in ``directory`` or ``$TMPDIR``). A worker running as
         another user gets an open descriptor, never the path. It is removed by
         :meth:`cleanup`, else when this object is garbage-collected or the interpreter
-        exits, whichever comes first.
+        exits, whichever comes first; a later call writes it again.
         """
         if self._path is not None:
             return self._path, "text"
         with self._file_lock:  # sandboxes starting together write it once
-            return self._write_file(directory)
+            if self._owned_file is None:
+                self._write_file(directory, self._writer or self._write_value)
+            assert self._owned_file is not None
+            return self._owned_file, self._format
 
     async def afile(self) -> tuple[Path, FileFormat]:
         """:meth:`file` in a thread. Cancelled, it still waits for the thread to finish
@@ -244,26 +368,32 @@ class Context:
             await asyncio.wait([writing])
             raise
 
-    def _write_file(self, directory: Path | None) -> tuple[Path, FileFormat]:
-        if self._owned_file is None:
-            private = tempfile.mkdtemp(prefix="recursa-context-", dir=directory)  # mode 0700
-            remover = weakref.finalize(self, _remove_private_dir, private)
-            suffix = ".json" if self._format == "json" else ".txt"
-            name = os.path.join(private, f"context{suffix}")
-            try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                fd = os.open(name, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    if self._format == "json":
-                        json.dump(self._value, fh, ensure_ascii=False, default=_image_json)
-                    else:
-                        assert isinstance(self._value, str)
-                        fh.write(self._value)
-            except BaseException:
-                remover()
-                raise
-            self._owned_file, self._remover = Path(name), remover
-        return self._owned_file, self._format
+    def _write_value(self, out: BinaryIO) -> None:
+        fh = io.TextIOWrapper(out, encoding="utf-8")
+        if self._format == "json":
+            json.dump(self._value, fh, ensure_ascii=False, default=_image_json)
+        else:
+            assert isinstance(self._value, str)
+            fh.write(self._value)
+        fh.flush()
+        fh.detach()
+
+    def _write_file(self, directory: Path | None, write: Callable[[BinaryIO], Any]) -> Any:
+        """Write the private file with ``write(binary_file)``; returns what it returned."""
+        private = tempfile.mkdtemp(prefix="recursa-context-", dir=directory)  # mode 0700
+        remover = weakref.finalize(self, _remove_private_dir, private)
+        suffix = {"json": ".json", "pack": ".pack"}.get(self._format, ".txt")
+        name = os.path.join(private, f"context{suffix}")
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(name, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+            with os.fdopen(fd, "w+b") as out:
+                outcome = write(out)
+        except BaseException:
+            remover()
+            raise
+        self._owned_file, self._remover = Path(name), remover
+        return outcome
 
     def cleanup(self) -> None:
         """Remove the file written by :meth:`file` (and its directory), if any."""
@@ -271,6 +401,80 @@ class Context:
             remover, self._remover, self._owned_file = self._remover, None, None
         if remover is not None:
             remover()
+
+
+def _is_path_list(value: Any) -> TypeGuard[list[Path]]:
+    """A non-empty list of paths that are not all images (those stay a list of images)."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, Path) for v in value)
+        and not all(v.suffix.lower() in _IMAGE_SUFFIXES for v in value)
+    )
+
+
+def _needs_decoding(path: Path) -> bool:
+    """Compressed, or starting with a byte-order mark: not readable in place as UTF-8."""
+    from .pack import encoded
+
+    if path.suffix.lower() in _COMPRESSED:
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return False  # _scan_file reports it
+    return encoded(head)
+
+
+def _records(path: Path, encoding: str | None) -> Any:
+    """A JSON Lines file's list of records; a JSON file's value (a dict stays a dict,
+    anything but a list, dict or str becomes its JSON text)."""
+    from .sources import iter_text, read_records
+
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] != [".json"] and suffixes[-2:-1] != [".json"]:
+        return read_records(path, encoding=encoding)
+    text = "".join(iter_text(path, encoding=encoding))
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ContextError(
+            f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    return value if isinstance(value, list | dict | str) else text
+
+
+def _text_writer(path: Path, encoding: str | None) -> Callable[[BinaryIO], Any]:
+    from .pack import document_blocks, write_text
+
+    def write(out: BinaryIO) -> Any:
+        blocks, _pages = document_blocks(path, encoding=encoding)
+        return write_text(blocks, out)
+
+    return write
+
+
+def _files_info(packed: Sequence[Any], skipped: int) -> ContextInfo:
+    """What the prompt says about many files: counts, sizes, names, never their text."""
+    extensions = Counter(Path(p.name).suffix.lower() or "(none)" for p in packed)
+    largest = sorted(packed, key=lambda p: -p.chars)[:_LARGEST_LISTED]
+    return ContextInfo(
+        "files",
+        sum(p.chars for p in packed),
+        tuple(p.chars for p in packed),
+        tuple(p.name for p in packed),
+        "",
+        total_bytes=sum(p.nbytes for p in packed),
+        extensions=tuple(extensions.most_common()),
+        largest=tuple((p.name, p.chars) for p in largest),
+        paged=sum(1 for p in packed if p.pages),
+        skipped=skipped,
+    )
+
+
+#: What the API takes as a context: a value, paths, or a ready :class:`Context`.
+ContextInput = ContextSource | Context
 
 
 def _remove_private_dir(path: str) -> None:

@@ -16,10 +16,13 @@ from .repl.base import CellResult, ToolSpec
 
 QUERY_PREVIEW_CHARS = 4_000
 _MAX_LISTED_LENGTHS = 40
+_MAX_LISTED_NAMES = 20
 
 
 def describe_context(info: ContextInfo) -> str:
     """One paragraph of metadata about the context, never its content."""
+    if info.kind == "files":
+        return describe_files(info)
     if info.kind == "str":
         shape = f"a string of {info.chars:,} characters"
     elif info.kind == "list":
@@ -42,6 +45,31 @@ def describe_context(info: ContextInfo) -> str:
     )
 
 
+def describe_files(info: ContextInfo) -> str:
+    """Many files: how many, how big, which kinds and names, and how to read them."""
+    count = len(info.keys)
+    names = ", ".join(repr(n) for n in info.keys[:_MAX_LISTED_NAMES])
+    more = f", ... ({count - _MAX_LISTED_NAMES:,} more)" if count > _MAX_LISTED_NAMES else ""
+    kinds = ", ".join(f"{ext} {n:,}" for ext, n in info.extensions[:_MAX_LISTED_NAMES])
+    largest = ", ".join(f"{name!r} ({chars:,})" for name, chars in info.largest)
+    paged = (
+        f" {info.paged:,} of them have pages: `context.pages(name)` is a list of page texts "
+        "(None for a file without pages)."
+        if info.paged
+        else ""
+    )
+    skipped = f" {info.skipped:,} unreadable files were left out." if info.skipped else ""
+    return (
+        f"`context` is a read-only mapping of {count:,} files (name -> text), "
+        f"{info.chars:,} characters ({info.total_bytes:,} bytes) in total. "
+        f"File types: {kinds}. Largest (characters): {largest}. Names, in order: "
+        f"[{names}{more}]. `context[name]` is one file's text (read only when asked for); "
+        "`for name in context` or `list(context)` gives the names, `len(context)` the count, "
+        f"`context.size(name)` a file's length in characters without reading it.{paged}"
+        f"{skipped}"
+    )
+
+
 def quote_fence(text: str) -> tuple[str, str]:
     """Delimiters that ``text`` cannot close: ``<<<`` / ``>>>``, lengthened until no run of
     that many ``<`` or ``>`` occurs in ``text`` (so quoted data never ends its quote)."""
@@ -51,7 +79,9 @@ def quote_fence(text: str) -> tuple[str, str]:
     return "<" * n, ">" * n
 
 
-def _subcall_section(max_depth: int, depth: int, sub_window: int | None) -> str:
+def _subcall_section(
+    max_depth: int, depth: int, sub_window: int | None, sub_call_tools: Sequence[ToolSpec] = ()
+) -> str:
     if max_depth == 0:
         return (
             "There are no sub-model functions in this run: work on `context` with code alone "
@@ -77,7 +107,19 @@ def _subcall_section(max_depth: int, depth: int, sub_window: int | None) -> str:
         "- `llm_batch(prompts, model=None) -> list[str]` (alias `llm_query_batched`): many "
         "prompts concurrently, answers in order. A failed item is a `SubcallError` "
         "(a str starting with '[error:'). Prefer one batch over a loop of llm_query.\n"
-        f"{rlm}"
+        f"{_sub_call_tools_line(sub_call_tools)}{rlm}"
+    )
+
+
+def _sub_call_tools_line(tools: Sequence[ToolSpec]) -> str:
+    """The one line on ``llm_query(..., tools=[...])``, only when tools are granted."""
+    if not tools:
+        return ""
+    names = ", ".join(f"`{t.name}{t.signature}`" for t in tools)
+    return (
+        "- `llm_query(prompt, tools=[name, ...])` / `llm_batch(prompts, tools=[...])`: the "
+        f"sub-model may call these host tools itself and answer from their results: {names} "
+        "(they are not functions in this REPL).\n"
     )
 
 
@@ -138,9 +180,15 @@ def tool_lines(tools: Sequence[ToolSpec]) -> str:
     )
 
 
-def repl_functions(max_depth: int, depth: int = 0, sub_window: int | None = None) -> str:
-    """The REPL's own functions at ``depth`` (``{repl_functions}``), one line each."""
-    return f"""{_subcall_section(max_depth, depth, sub_window)}\
+def repl_functions(
+    max_depth: int,
+    depth: int = 0,
+    sub_window: int | None = None,
+    sub_call_tools: Sequence[ToolSpec] = (),
+) -> str:
+    """The REPL's own functions at ``depth`` (``{repl_functions}``), one line each;
+    ``sub_call_tools`` are the tools ``llm_query(..., tools=)`` may grant."""
+    return f"""{_subcall_section(max_depth, depth, sub_window, sub_call_tools)}\
 - `SHOW_VARS()`: your variables with their types and sizes.
 - `BUDGET()`: what is left of the budget (usd, tokens, calls, seconds).
 - `FINAL(answer)`: finish with this answer. `FINAL_VAR(name)`: finish with the value of a \
@@ -191,13 +239,14 @@ def system_prompt(
     sub_window: int | None = None,
     tools: Sequence[ToolSpec] = (),
     template: str | None = None,
+    sub_call_tools: Sequence[ToolSpec] = (),
 ) -> str:
     """The system prompt of a node: ``template`` (a custom prompt, see
     :data:`PLACEHOLDERS`) or the built-in one, filled in for this context and depth."""
     return render_system_prompt(
         BUILTIN_SYSTEM_PROMPT if template is None else template,
         context_description=describe_context(info),
-        repl_functions=repl_functions(max_depth, depth, sub_window),
+        repl_functions=repl_functions(max_depth, depth, sub_window, sub_call_tools),
         tools=tool_lines(tools),
         max_depth=max_depth,
     )

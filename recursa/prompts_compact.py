@@ -22,10 +22,23 @@ from .repl.base import ToolSpec
 _PREVIEW_CHARS = 200
 # Below this many characters, reading every chunk with sub-calls is affordable on a CPU.
 _CHUNKABLE_CHARS = 200_000
-_FINISH = "- When you know the answer, reply with FINAL(answer) in a code block.\n"
+_FINISH = (
+    "- When you know the answer, reply with FINAL(answer) in a code block.\n"
+    # the one line of recursa.prompts on citations: small models are taught them too
+    "- To show your evidence, FINAL(answer, cite=[quote]) attaches exact quotes copied "
+    "from `context`.\n"
+)
 
 
 def _describe(info: ContextInfo) -> str:
+    if info.kind == "files":
+        names = ", ".join(repr(k) for k in info.keys[:10])
+        more = ", ..." if len(info.keys) > 10 else ""
+        return (
+            f"`context` maps {len(info.keys):,} file names to their text, {info.chars:,} "
+            f"characters in total: [{names}{more}]; `context[name]` reads one file, "
+            "`list(context)` gives the names, `context.pages(name)` a PDF's pages"
+        )
     if info.kind == "str":
         return f"`context` is a str of {info.chars:,} characters"
     if info.kind == "list":
@@ -42,6 +55,7 @@ _ALL_TEXT = {
     "str": "context",
     "list": '"\\n\\n".join(context)',
     "dict": '"\\n\\n".join(str(v) for v in context.values())',
+    "files": '"\\n\\n".join(context.values())',
 }
 
 

@@ -294,9 +294,17 @@ def _read_ascii(fd: int, size: int) -> str | None:
 
 
 def load_context(fd: int, fmt: str) -> Any:
-    """The context from its file: ASCII read in place, else decoded from a memory map."""
+    """The context from its file: ASCII read in place, else decoded from a memory map.
+
+    A ``pack`` (many documents) stays mapped: the runtime's ``Files`` decodes one
+    document when the code asks for it, so the worker never holds every text."""
     import mmap
 
+    if fmt == "pack":
+        try:
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
     try:
         size = os.fstat(fd).st_size
         text = ""
@@ -739,6 +747,11 @@ def main(argv: list[str]) -> None:
     repl_cfg = config.get("repl", {})
     if context_cfg.get("format") == "json":
         context = runtime.materialize(context)  # images back into Image objects
+    elif context_cfg.get("format") == "pack":
+        try:
+            context = runtime.Files(context)
+        except (ValueError, KeyError, TypeError) as exc:
+            _fail("context", str(exc))
     worker.repl = runtime.Repl(
         context,
         worker.call_host,

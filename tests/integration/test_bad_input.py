@@ -42,7 +42,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
     ("args", "message"),
     [
         (["run", "q", "-c", "{missing}"], "no such file"),
-        (["run", "q", "-c", "{dir}"], "is a directory"),
+        (["run", "q", "-c", "{dir}/*.nothing"], "no file matches this pattern"),
         (["run", "q", "-c", "{empty}"], "the file is empty"),
         (["run", "q", "-c", "{blank}"], "the file is empty"),
         (["run", "q", "-c", "{binary}"], "looks binary"),

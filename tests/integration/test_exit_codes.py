@@ -14,7 +14,8 @@ from recursa.testing import HTTPFailure, Received, ScriptedServer
 from tests.helpers import run_cli
 
 KEYS = {"answer", "usage", "cost_usd", "iterations", "depth_reached", "stopped", "trace",
-        "isolation", "duration_s", "run_id", "error", "citations", "exit_code"}  # fmt: skip
+        "isolation", "duration_s", "run_id", "error", "citations", "skipped",
+        "exit_code"}  # fmt: skip
 
 
 def run_json(args: list[str], env: dict[str, str]) -> tuple[int, dict[str, Any], str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from recursa.context import Context, ContextInput
+from recursa.context import Context, ContextSource
 from recursa.repl import make_sandbox, sandbox_factory, sandbox_names
 from recursa.repl.base import Sandbox, SandboxConfig, ToolSpec
 from recursa.repl.docker import docker_available
@@ -73,7 +73,7 @@ def build(name: str, **options: Any) -> Sandbox:
 @contextlib.asynccontextmanager
 async def started(
     name: str,
-    context: ContextInput = "a short context",
+    context: ContextSource = "a short context",
     *,
     host: Any = None,
     tools: Sequence[ToolSpec] = TOOLS,

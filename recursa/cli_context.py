@@ -1,0 +1,84 @@
+"""The context options of ``recursa run`` and ``recursa chat``: files, folders, globs, stdin.
+
+``-c`` repeats; a folder or a glob (quote it, or let the shell expand it) becomes a
+mapping of names to texts in the REPL. Files that cannot be read are left out with one
+line each on stderr; nothing readable, a missing path or a glob that matches nothing is
+a :class:`~recursa.errors.ContextError` (exit 2 before any model call).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .errors import ContextError
+
+if TYPE_CHECKING:
+    from .context import Context
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MISSING = "missing --context: give a file, a folder, a glob, or - for standard input"
+
+
+def context_options(help_text: str) -> Callable[[F], F]:
+    """``-c/--context`` (repeatable), ``--include``, ``--exclude`` and ``--encoding``."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            [
+                click.option(
+                    "--context", "-c", "context_args", multiple=True,
+                    metavar="PATH|GLOB|-", help=help_text,
+                ),
+                click.option(
+                    "--include", multiple=True, metavar="GLOB",
+                    help="In folders, read only files whose path matches GLOB (repeatable).",
+                ),
+                click.option(
+                    "--exclude", multiple=True, metavar="GLOB",
+                    help="In folders, leave out files whose path matches GLOB (repeatable).",
+                ),
+                click.option(
+                    "--encoding", default=None, metavar="CODEC",
+                    help="Decode text files with CODEC (e.g. latin-1) instead of UTF-8.",
+                ),
+            ]
+        ):  # fmt: skip
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def read_context(
+    paths: Sequence[str],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    encoding: str | None = None,
+    stdin: bool = True,
+) -> Context:
+    """The context the options name; standard input for ``-`` or, with ``stdin``, when no
+    ``-c`` is given and input is piped. Skipped files are reported on stderr."""
+    from .context import Context, text_from_bytes
+
+    if "-" in paths or (stdin and not paths and not sys.stdin.isatty()):
+        if len(paths) > 1:
+            raise ContextError("- (standard input) cannot be combined with other paths")
+        data = sys.stdin.buffer.read()
+        if not paths and not data:
+            raise ContextError(MISSING)
+        return Context(text_from_bytes(data, "standard input"))
+    if not paths:
+        raise ContextError(MISSING)
+    context = Context.from_paths(paths, include=include, exclude=exclude, encoding=encoding)
+    for skipped in context.skipped:
+        click.echo(f"recursa: skipped {skipped.name}: {skipped.reason}", err=True)
+    if context.skipped:
+        read = len(context.info.keys)
+        click.echo(f"recursa: {len(context.skipped):,} files skipped, {read:,} read", err=True)
+    return context
