@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from .budget import Budget
+from .config import KEYS as CONFIG_KEYS
+from .config import env_name
 from .errors import ConfigError, RecursaError
 from .repl import sandbox_names
 from .sampling import REASONING_EFFORTS, Sampling
@@ -209,8 +211,8 @@ RUN_OPTIONS: dict[str, RunOption] = {
         {
             "default": None,
             "metavar": "M",
-            "help": "Root model as provider/name (default: $RECURSA_MODEL, openai/gpt-5-mini "
-            "when OPENAI_API_KEY is set, else the embedded local model).",
+            "help": "Root model as provider/name (default: the config file's, "
+            "openai/gpt-5-mini when OPENAI_API_KEY is set, else the embedded local model).",
         },
     ),
     "sub_model": RunOption(
@@ -469,7 +471,9 @@ def rlm_options(*names: str, **overrides: Mapping[str, Any]) -> Callable[[F], F]
     unknown = sorted((set(chosen) | set(overrides)) - set(RUN_OPTIONS))
     if unknown or set(overrides) - set(chosen):
         raise TypeError(f"not a run option of this command: {', '.join(unknown or overrides)}")
-    options = [RUN_OPTIONS[name](**overrides.get(name, {})) for name in chosen]
+    options = [
+        RUN_OPTIONS[name](**{**_configured(name), **overrides.get(name, {})}) for name in chosen
+    ]
 
     def decorate(command: F) -> F:
         # a flag the command declares itself (serve's --allow-model) stays its own
@@ -482,6 +486,12 @@ def rlm_options(*names: str, **overrides: Mapping[str, Any]) -> Callable[[F], F]
         return command
 
     return decorate
+
+
+def _configured(name: str) -> dict[str, Any]:
+    """A configurable option reads ``RECURSA_<NAME>`` (and the config file: see
+    :mod:`recursa.config_cli`); ``envvar=None`` in a command's overrides opts out."""
+    return {"envvar": env_name(name), "show_envvar": True} if name in CONFIG_KEYS else {}
 
 
 def budget_from_options(options: Mapping[str, Any]) -> Budget | None:

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from .budget import Budget
+from .config import default_runs_dir, platform_runs_dir
 from .errors import ConfigError
 from .prompts import check_system_prompt
 from .sampling import Sampling
-from .trace import DEFAULT_MAX_CHARS, RunStart
+from .trace import DEFAULT_MAX_CHARS, FULL_PROMPTS, RunStart
 
 if TYPE_CHECKING:
     from .models.base import Model
@@ -33,8 +34,12 @@ if TYPE_CHECKING:
 #: A sandbox by registered name (``recursa.sandboxes`` entry points) or a zero-argument
 #: factory that returns a fresh, unstarted sandbox.
 SandboxSpec = Union[str, "Callable[[], Sandbox]"]
-#: Where ``trace=True`` puts a run's trace.
-DEFAULT_TRACE_DIR = Path("recursa-runs")
+#: Where ``trace=True`` puts a run's trace unless ``runs_dir`` or ``$RECURSA_RUNS_DIR``
+#: says otherwise: ``runs/`` in the user data directory (``recursa runs`` lists them).
+DEFAULT_TRACE_DIR = platform_runs_dir()
+#: ``trace_prompts``: prompts cut at ``trace_max_chars`` (small traces), or kept whole
+#: (training data: ``recursa trace export --format chat-jsonl``).
+TRACE_PROMPTS = ("cut", "full")
 
 
 def default_max_child_sandboxes() -> int:
@@ -50,7 +55,8 @@ class Settings:
     :class:`~recursa.models.base.Model` objects (``sub_model=None``: the root model).
     ``max_depth=0`` gives the REPL no sub-call functions; ``1`` (the paper's setting)
     ``llm_query``; ``2`` and more let ``rlm_query`` start child RLMs. ``trace`` is a
-    JSONL path, ``True`` for a file under ``./recursa-runs/``, or ``None``.
+    JSONL path, ``True`` for a new file in ``runs_dir`` (``None``: ``$RECURSA_RUNS_DIR``,
+    else :data:`DEFAULT_TRACE_DIR`), or ``None``. The config file is never read here.
 
     ``prices`` maps ``"provider/name"`` to ``(input, output)`` USD per million tokens
     (they win over the built-in table; under a USD budget a model with no price is
@@ -65,6 +71,11 @@ class Settings:
     system prompt; it may use the placeholders of :data:`recursa.prompts.PLACEHOLDERS`.
     ``require_citations`` sends a root answer without a verified citation back to the
     model (a few times), then ends the run with ``stopped="unverified"``.
+
+    ``trace_prompts="full"`` keeps every prompt in the trace whole (``trace_max_chars``
+    does not apply), so the trace can be exported as training data.
+    ``sub_call_tool_steps`` caps the model requests of one tool-using sub-call
+    (``llm_query(..., tools=[...])``).
     """
 
     model: str | Model
@@ -81,6 +92,7 @@ class Settings:
     max_concurrency: int = 32
     compact_after_chars: int | None = None
     trace: str | Path | bool | None = None
+    runs_dir: str | Path | None = None
     trace_max_chars: int = DEFAULT_MAX_CHARS
     cache: CacheOption = None
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -91,8 +103,17 @@ class Settings:
     max_errors: int | None = None
     system_prompt: str | None = None
     require_citations: bool = False
+    trace_prompts: str = "cut"
+    sub_call_tool_steps: int = 8
 
     def __post_init__(self) -> None:
+        if self.trace_prompts not in TRACE_PROMPTS:
+            raise ConfigError(
+                f"trace_prompts must be one of {', '.join(TRACE_PROMPTS)}, "
+                f"got {self.trace_prompts!r}"
+            )
+        if self.trace_prompts == "full":
+            object.__setattr__(self, "trace_max_chars", FULL_PROMPTS)
         object.__setattr__(self, "model_settings", Sampling.of(self.model_settings))
         if self.sub_model_settings is not None:
             object.__setattr__(self, "sub_model_settings", Sampling.of(self.sub_model_settings))
@@ -132,6 +153,7 @@ class Settings:
             "request_timeout",
             "trace_max_chars",
             "max_child_sandboxes",
+            "sub_call_tool_steps",
         ):
             value = getattr(self, name)
             if value <= 0:
@@ -166,7 +188,8 @@ class Settings:
             return None
         if self.trace is True:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            return DEFAULT_TRACE_DIR / f"{stamp}-{run_id}.jsonl"
+            directory = default_runs_dir() if self.runs_dir is None else Path(self.runs_dir)
+            return directory / f"{stamp}-{run_id}.jsonl"
         return Path(self.trace)
 
     def to_record(self) -> dict[str, Any]:
@@ -184,6 +207,7 @@ class Settings:
             "compact_after_chars": self.compact_after_chars,
             "max_errors": self.max_errors,
             "require_citations": self.require_citations,
+            "trace_prompts": None if self.trace_prompts == "cut" else self.trace_prompts,
             "model_settings": _sampling_record(self.model_settings),
             "sub_model_settings": _sampling_record(self.sub_sampling),
         }
@@ -253,6 +277,7 @@ def recorded_settings(start: RunStart) -> dict[str, Any]:
         "compact_after_chars": start.compact_after_chars,
         "max_errors": start.max_errors,
         "require_citations": start.require_citations or None,
+        "trace_prompts": start.trace_prompts,
         "model_settings": Sampling.of(start.model_settings) if start.model_settings else None,
         "sub_model_settings": (
             Sampling.of(start.sub_model_settings) if start.sub_model_settings else None

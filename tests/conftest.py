@@ -5,6 +5,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from recursa.config import KEYS as CONFIG_KEYS
+from recursa.config import env_name
+
 PROVIDER_ENV = (
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
@@ -37,6 +40,19 @@ LOCAL_SERVERS = r"http://127\.0\.0\.1:"
 @pytest.fixture(autouse=True)
 def _local_servers_stand_in_for_providers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECURSA_LIST_PRICED_URLS", LOCAL_SERVERS)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config_or_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads the user's config file, its RECURSA_<KEY> defaults, or writes its
+    runs log: both point into a temporary folder, here and in CLI subprocesses."""
+    home = tmp_path_factory.mktemp("recursa-user")
+    with pytest.MonkeyPatch.context() as patch:
+        for key in CONFIG_KEYS:
+            patch.delenv(env_name(key), raising=False)
+        patch.setenv("RECURSA_CONFIG", str(home / "config.toml"))
+        patch.setenv("RECURSA_RUNS_DIR", str(home / "runs"))
+        yield
 
 
 @pytest.fixture
