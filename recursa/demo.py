@@ -15,12 +15,13 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from .models.base import Model
+from .trace import Sink
 
 DEFAULT_MODEL = "local/qwen2.5-coder-0.5b"
 DEFAULT_TOKENS = 1_000_000
@@ -330,11 +331,13 @@ def run_demo(
     max_iterations: int = 6,
     sandbox: str = "subprocess",
     progress: Callable[[str], None] | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> DemoResult:
     """Generate the document for ``seed`` and answer its question with an RLM.
 
-    ``trace`` is a JSONL path; ``None`` writes one under ``./recursa-runs/`` and
-    ``False`` writes none. ``progress`` receives a line before the slow part starts.
+    ``trace`` is a JSONL path; ``None`` writes one in the runs directory (``trace=True``) and
+    ``False`` writes none. ``progress`` receives a line before the slow part starts;
+    ``sinks`` receive the run's events (the CLI's live progress display).
     """
     from .rlm import RLM
     from .settings import Settings
@@ -355,7 +358,7 @@ def run_demo(
         f"{len(doc.text):,} characters (~{doc.approx_tokens:,} tokens) of harbour logs; "
         f"asking {spec}: {doc.question}"
     )
-    result = rlm.completion(doc.question, context=doc.text)
+    result = rlm.completion(doc.question, context=doc.text, sinks=sinks)
     usage = result.usage
     return DemoResult(
         seed=seed,

@@ -195,9 +195,10 @@ def test_progress_reads_the_events_it_is_sent(tmp_path: Path) -> None:
     context = "lorem ipsum dolor sit amet " * 4000
     result = RLM(model, sandbox="inprocess", max_depth=2).completion("outer", context, sinks=[sink])
     sink.close()
-    assert sink.state.calls == result.usage.calls and sink.state.in_flight == 0
+    assert sink.state.usage.calls == result.usage.calls
+    assert sink.state.running == sink.state.queued == {}
     assert sink.state.nodes == {}  # every node that started has ended
     lines = out.getvalue().splitlines()
     assert "recursa: n0 depth 0 iteration 1 · calls 1" in lines[0]
     assert any(" n1 depth 1 iteration 2 " in line for line in lines)
-    assert lines[-1].startswith(f"recursa: done · calls {result.usage.calls} (0 in flight)")
+    assert lines[-1].startswith(f"recursa: done · calls {result.usage.calls} · 0 running, 0 queued")

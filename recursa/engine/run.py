@@ -155,7 +155,33 @@ class Run:
         raises :class:`BudgetExceeded`. A request cancelled in flight (the deadline,
         ``llm_batch(stop_when=...)``) is charged for its prompt: the provider has
         already read it.
+
+        Live sinks are told when the call is queued (``call_queued``), sent
+        (``call_start``, once it holds a slot) and over (``call_end``, however it ended):
+        what the progress display counts as queued and running.
         """
+        notify = self.tracer.notify
+        notify("call_queued", node.node_id, call_id=call_id, model=model.spec)
+        try:
+            return await self._metered_call(
+                model, messages, node=node, depth=depth, purpose=purpose,
+                call_id=call_id, iteration=iteration,
+            )  # fmt: skip
+        finally:
+            notify("call_end", node.node_id, call_id=call_id, model=model.spec)
+
+    async def _metered_call(
+        self,
+        model: Model,
+        messages: Sequence[Message],
+        *,
+        node: Node,
+        depth: int,
+        purpose: Purpose,
+        call_id: str,
+        iteration: int | None,
+    ) -> str:
+        """:meth:`call_model`'s work: the slot, the reservation, the request, the event."""
         await self._hold(model)
         limit = self._limits.setdefault(
             model.spec, asyncio.Semaphore(self.settings.max_concurrency)
@@ -331,6 +357,8 @@ class Run:
                 models={m.spec: ModelInfo.of(m) for m in (models.root, models.sub)},
             )
         )  # fmt: skip
+        if self.trace_path is not None:  # where a stopped run can be resumed from
+            self.tracer.notify("trace_file", root.node_id, path=str(self.trace_path))
         try:
             async with self._resources:
                 outcome = await solve()
@@ -350,6 +378,7 @@ class Run:
             error=outcome.error,
             output=outcome.output,
             citations=list(outcome.citations),
+            skipped=[{"name": s.name, "reason": s.reason} for s in root.context.skipped],
         )
         self._end(root, outcome, started)
         return result

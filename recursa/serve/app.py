@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import ConfigError, RecursaError
 from ..models.base import Model
+from ..progress import ProgressState
 from ..rlm import RLM, Result
 from ..trace import Event
 from .auth import BearerAuth
@@ -474,7 +476,9 @@ def _sse(payload: dict[str, Any]) -> bytes:
 
 
 class _Progress:
-    """A live trace sink that turns a run's events into progress notes."""
+    """A live trace sink that turns a run's events into progress notes: each carries the
+    totals so far and the calls running (sent) and queued (waiting for a slot); a batch
+    has a note when it starts, as each of its calls returns, and when it ends."""
 
     live = True
 
@@ -484,12 +488,18 @@ class _Progress:
         self._calls = 0
         self._tokens = 0
         self._cost: float | None = 0.0
+        self._state = ProgressState()
 
     def __call__(self, event: Event) -> None:
         kind = event.get("type")
-        if kind not in ("model_call", "node_start", "subcall"):
+        state = self._state
+        ending = state.batches.get(event.get("batch_id", ""))  # batch_end drops it
+        if state.notice(event) and kind not in _BATCH_NOTES:
+            return  # a call queued, sent or over: counted in the next note
+        if kind not in _NOTED:
             return
         if kind == "model_call":
+            state.ended(str(event.get("call_id")))
             used = event.get("usage") or {}
             self._calls += int(used.get("calls", 0))
             self._tokens += int(used.get("input_tokens", 0)) + int(used.get("output_tokens", 0))
@@ -503,8 +513,18 @@ class _Progress:
             "calls": self._calls,
             "tokens": self._tokens,
             "cost_usd": self._cost,
+            "running": len(state.running),
+            "queued": len(state.queued),
         }
+        bar = state.batches.get(event.get("batch_id", "")) or ending
+        if kind in _BATCH_NOTES and bar is not None:
+            note["batch"] = {"id": event["batch_id"], **dataclasses.asdict(bar)}
         self._loop.call_soon_threadsafe(self._notes.put_nowait, note)
+
+
+#: The notices that are progress notes of their own; the others only update the counts.
+_BATCH_NOTES = frozenset({"batch_start", "batch_progress", "batch_end"})
+_NOTED = frozenset({"model_call", "node_start", "subcall", *_BATCH_NOTES})
 
 
 def make_app(

@@ -181,7 +181,10 @@ def test_a_stop_signal_cleans_up_ends_the_trace_and_exits_128_plus_n(
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
     assert out == ""
-    assert err.splitlines() == [f"recursa: error: interrupted{f' ({name})' if name else ''}"]
+    hint, error = err.splitlines()
+    assert error == f"recursa: error: interrupted{f' ({name})' if name else ''}"
+    assert hint.startswith("recursa: continue it with: recursa run q -c - ")
+    assert hint.endswith(f"--resume {trace}")
     assert leftovers(tmp) == []
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     assert events[-1]["type"] == "run_end"
