@@ -50,6 +50,7 @@ __all__ = [
     "RunEnd",
     "RunStart",
     "Subcall",
+    "ToolUse",
     "TraceEvent",
     "TracedMessage",
     "encode",
@@ -59,7 +60,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 EventType = Literal[
-    "run_start", "node_start", "model_call", "cell", "subcall", "node_end", "run_end"
+    "run_start", "node_start", "model_call", "cell", "subcall", "tool_use", "node_end", "run_end"
 ]
 Purpose = Literal["turn", "sub"]
 SubcallKind = Literal["llm", "rlm"]
@@ -76,16 +77,18 @@ E = TypeVar("E", bound="_Event")
 
 @dataclass(frozen=True)
 class ContextShape:
-    """The shape of a context, never its text: ``{type, chars, items}``."""
+    """The shape of a context, never its text: ``{type, chars, items}``, plus ``skipped``
+    (files left out as unreadable) for files, only when some were."""
 
     type: str
     chars: int
     items: int | None = None
+    skipped: int | None = None
 
     @classmethod
     def of(cls, info: ContextInfo) -> ContextShape:
         d = info.to_dict()
-        return cls(type=d["type"], chars=d["chars"], items=d["items"])
+        return cls(type=d["type"], chars=d["chars"], items=d["items"], skipped=info.skipped or None)
 
 
 @dataclass(frozen=True)
@@ -102,15 +105,26 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class TracedMessage:
-    """One message a turn added; ``content_chars`` is its full length when it was cut."""
+    """One message a turn added; ``content_chars`` is its full length when it was cut.
+    ``tool_calls`` / ``tool_call_id`` are set on the messages of a tool-using sub-call
+    (OpenAI's function-calling shape)."""
 
     role: str
     content: str | list[dict[str, Any]]
     content_chars: int | None = None
+    tool_calls: tuple[Mapping[str, Any], ...] | None = None
+    tool_call_id: str | None = None
 
     @classmethod
     def of(cls, message: Message | Mapping[str, Any]) -> TracedMessage:
-        return cls(str(message["role"]), message["content"])
+        calls = message.get("tool_calls")
+        call_id = message.get("tool_call_id")
+        return cls(
+            str(message["role"]),
+            message["content"],
+            tool_calls=tuple(calls) if isinstance(calls, list) else None,
+            tool_call_id=call_id if isinstance(call_id, str) else None,
+        )
 
     @classmethod
     def all(cls, messages: Sequence[Message]) -> tuple[TracedMessage, ...]:
@@ -171,6 +185,7 @@ class RunStart(_Event):
     sub_model_settings: Mapping[str, Any] | None = None
     version: str | None = __version__
     require_citations: bool = False
+    trace_prompts: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,6 +259,28 @@ class Subcall(_Event):
     error: str | None = None
     images: int | None = None
     child_node_id: str | None = None
+    tools: tuple[str, ...] | None = None
+    tool_steps: int | None = None
+    messages: tuple[TracedMessage, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolUse(_Event):
+    """A host tool a tool-using sub-call ran (``llm_query(..., tools=[...])``): ``call_id``
+    is the sub-call's, ``step`` the model request that asked for it, ``result`` the JSON
+    text the sub-model read back (``{"result": ...}`` or ``{"error": ...}``), ``arguments``
+    the JSON text of what it asked with."""
+
+    type: ClassVar[Literal["tool_use"]] = "tool_use"
+
+    call_id: str
+    step: int
+    tool: str
+    arguments: str
+    result: str
+    error: str | None = None
+    t0: float | None
+    duration_s: float | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,9 +317,10 @@ class RunEnd(_Event):
     citations: tuple[Citation, ...] | None = None
 
 
-TraceEvent = RunStart | NodeStart | ModelCall | Cell | Subcall | NodeEnd | RunEnd
+TraceEvent = RunStart | NodeStart | ModelCall | Cell | Subcall | ToolUse | NodeEnd | RunEnd
 EVENT_CLASSES: Mapping[str, type[TraceEvent]] = {
-    cls.type: cls for cls in (RunStart, NodeStart, ModelCall, Cell, Subcall, NodeEnd, RunEnd)
+    cls.type: cls
+    for cls in (RunStart, NodeStart, ModelCall, Cell, Subcall, ToolUse, NodeEnd, RunEnd)
 }
 EVENT_TYPES: frozenset[str] = frozenset(EVENT_CLASSES)
 _SKIP = frozenset({"node_id", "parent_id", "depth", "t", "v", "truncated"})
@@ -316,6 +354,10 @@ def _message(m: TracedMessage) -> dict[str, Any]:
     if m.content_chars is not None:
         out["content_chars"] = m.content_chars
     out["content"] = m.content
+    if m.tool_calls is not None:
+        out["tool_calls"] = list(m.tool_calls)
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
     return out
 
 
@@ -329,7 +371,8 @@ def _plain(name: str, value: Any, event: _Event) -> Any:
         return {"usd": value.usd, "tokens": value.tokens, "seconds": value.seconds,
                 "calls": value.calls}  # fmt: skip
     if isinstance(value, ContextShape):
-        return {"type": value.type, "chars": value.chars, "items": value.items}
+        shape = {"type": value.type, "chars": value.chars, "items": value.items}
+        return shape if value.skipped is None else {**shape, "skipped": value.skipped}
     if name == "models" and isinstance(value, Mapping):
         return {
             spec: {"context_window": m.context_window, "prompt_style": m.prompt_style}
@@ -339,6 +382,8 @@ def _plain(name: str, value: Any, event: _Event) -> Any:
         return [_message(m) for m in value]
     if name == "citations" and isinstance(value, tuple):
         return [c.to_dict() for c in value]
+    if name == "tools" and isinstance(value, tuple):
+        return list(value)
     return value
 
 
@@ -446,7 +491,9 @@ class _Reader:
         if data is None:
             return None
         r = _Reader(data)
-        return ContextShape(r.text("type"), r.integer("chars"), r.opt_integer("items"))
+        return ContextShape(
+            r.text("type"), r.integer("chars"), r.opt_integer("items"), r.opt_integer("skipped")
+        )
 
     def budget(self, key: str = "budget") -> Budget | None:
         data = self.mapping(key)
@@ -487,8 +534,22 @@ class _Reader:
                 if not isinstance(content, str | list):
                     content = ""
                 r = _Reader(m)
-                out.append(TracedMessage(r.text("role"), content, r.opt_integer("content_chars")))
+                calls = m.get("tool_calls")
+                out.append(
+                    TracedMessage(
+                        r.text("role"), content, r.opt_integer("content_chars"),
+                        tool_calls=tuple(c for c in calls if isinstance(c, dict))
+                        if isinstance(calls, list) else None,
+                        tool_call_id=r.opt_text("tool_call_id"),
+                    )
+                )  # fmt: skip
         return tuple(out)
+
+    def names(self, key: str) -> tuple[str, ...] | None:
+        value = self.data.get(key)
+        if not isinstance(value, list):
+            return None
+        return tuple(v for v in value if isinstance(v, str))
 
 
 def _read_usage(data: Mapping[str, Any]) -> Usage:
@@ -522,6 +583,7 @@ def _run_start(r: _Reader, common: dict[str, Any]) -> RunStart:
         models=r.models(),
         max_errors=r.opt_integer("max_errors"),
         require_citations=r.flag("require_citations"),
+        trace_prompts=r.opt_text("trace_prompts"),
         model_settings=r.mapping("model_settings"),
         sub_model_settings=r.mapping("sub_model_settings"),
         version=r.opt_text("version"),
@@ -587,6 +649,23 @@ def _subcall(r: _Reader, common: dict[str, Any]) -> Subcall:
         error=r.opt_text("error"),
         images=r.opt_integer("images"),
         child_node_id=r.opt_text("child_node_id"),
+        tools=r.names("tools"),
+        tool_steps=r.opt_integer("tool_steps"),
+        messages=r.messages(),
+    )
+
+
+def _tool_use(r: _Reader, common: dict[str, Any]) -> ToolUse:
+    return ToolUse(
+        **common,
+        call_id=r.text("call_id"),
+        step=r.integer("step"),
+        tool=r.text("tool"),
+        arguments=r.text("arguments"),
+        result=r.text("result"),
+        error=r.opt_text("error"),
+        t0=r.opt_number("t0"),
+        duration_s=r.opt_number("duration_s"),
     )
 
 
@@ -626,6 +705,7 @@ _READERS: Mapping[str, Callable[[_Reader, dict[str, Any]], TraceEvent]] = {
     "model_call": _model_call,
     "cell": _cell,
     "subcall": _subcall,
+    "tool_use": _tool_use,
     "node_end": _node_end,
     "run_end": _run_end,
 }

@@ -131,10 +131,13 @@ class HTTPFailure(Exception):
 @dataclass(frozen=True)
 class Reply:
     """A reply's text and usage fields (in the protocol's own names) that override the
-    server's estimates, e.g. ``Reply("ok", {"prompt_tokens": 1000})``."""
+    server's estimates, e.g. ``Reply("ok", {"prompt_tokens": 1000})``; ``tool_calls``
+    are function calls the reply makes, each ``{"name": ..., "arguments": {...}}`` (an
+    ``id`` is made up when missing; ``arguments`` may be a str, sent as it is)."""
 
     text: str
     usage: dict[str, Any] = field(default_factory=dict)
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
 
 
 class Received(dict[str, Any]):
@@ -390,9 +393,29 @@ class ScriptedServer(ScriptedHTTPServer):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.text},
-                    "finish_reason": "stop",
+                    "message": _message(reply, len(self.requests)),
+                    "finish_reason": "tool_calls" if reply.tool_calls else "stop",
                 }
             ],
             "usage": usage,
         }
+
+
+def _message(reply: Reply, serial: int) -> dict[str, Any]:
+    """The assistant message of a ``chat.completion``, with OpenAI's ``tool_calls``."""
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": str(call.get("id") or f"call_{serial}_{i}"),
+                "type": "function",
+                "function": {
+                    "name": call["name"],
+                    "arguments": call["arguments"]
+                    if isinstance(call.get("arguments"), str)
+                    else json.dumps(call.get("arguments", {})),
+                },
+            }
+            for i, call in enumerate(reply.tool_calls)
+        ]
+    return message

@@ -50,7 +50,13 @@ class ToolError(Exception):
 class ToolSet:
     """Named host functions, validated once, with the specs the REPL and prompt need."""
 
-    def __init__(self, tools: Mapping[str, Tool] | None = None) -> None:
+    def __init__(
+        self, tools: Mapping[str, Tool] | None = None, *, sub_call: ToolSet | None = None
+    ) -> None:
+        """``sub_call`` are the tools this REPL's ``llm_query(..., tools=[...])`` may grant
+        its sub-model: they run on the host for the sub-model, and are never callables in
+        the REPL itself (see :mod:`recursa.subcall_tools`)."""
+        self._sub_call = sub_call
         self.tools: dict[str, Tool] = {}
         for name, fn in (tools or {}).items():
             if not name.isidentifier() or name.startswith("_"):
@@ -62,7 +68,13 @@ class ToolSet:
             self.tools[name] = fn
 
     def __bool__(self) -> bool:
-        return bool(self.tools)
+        """Whether there is any tool, for the REPL or for its sub-calls."""
+        return bool(self.tools) or bool(self._sub_call)
+
+    @property
+    def sub_call(self) -> ToolSet:
+        """The tools this REPL's sub-calls may be granted (empty when none are)."""
+        return self._sub_call if self._sub_call is not None else ToolSet()
 
     def specs(self) -> list[ToolSpec]:
         return [_spec(name, fn) for name, fn in self.tools.items()]
@@ -178,18 +190,18 @@ def _spec(name: str, fn: Tool) -> ToolSpec:
     return ToolSpec(name, signature, inspect.getdoc(fn) or "")
 
 
-def load_tools(target: str) -> dict[str, Tool]:
-    """Load ``module:attr`` naming a dict of tools (for ``--tools``)."""
+def load_tools(target: str, *, flag: str = "--tools") -> dict[str, Tool]:
+    """Load ``module:attr`` naming a dict of tools (for ``--tools``, ``--sub-call-tools``)."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
-        raise ConfigError(f"--tools wants module:attr (a dict of functions), got {target!r}")
+        raise ConfigError(f"{flag} wants module:attr (a dict of functions), got {target!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"--tools: cannot import {module_name!r}: {exc}") from None
+        raise ConfigError(f"{flag}: cannot import {module_name!r}: {exc}") from None
     value = getattr(module, attr, None)
     if not isinstance(value, Mapping):
-        raise ConfigError(f"--tools: {target} is not a dict of functions")
+        raise ConfigError(f"{flag}: {target} is not a dict of functions")
     return dict(value)
 
 

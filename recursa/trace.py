@@ -40,6 +40,7 @@ from .events import (
     RunEnd,
     RunStart,
     Subcall,
+    ToolUse,
     TracedMessage,
     TraceEvent,
     decode,
@@ -52,6 +53,7 @@ __all__ = [
     "DEFAULT_MAX_CHARS",
     "EVENT_CLASSES",
     "EVENT_TYPES",
+    "FULL_PROMPTS",
     "SCHEMA_VERSION",
     "TRUNCATION_MARK",
     "Cell",
@@ -67,6 +69,7 @@ __all__ = [
     "RunStart",
     "Sink",
     "Subcall",
+    "ToolUse",
     "Trace",
     "TraceEvent",
     "TraceNode",
@@ -83,6 +86,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_CHARS = 200
+#: ``trace_max_chars`` under ``trace_prompts="full"``: no prompt is ever cut.
+FULL_PROMPTS = 2**62
 TRUNCATION_MARK = "…[truncated]"
 
 #: An event as sinks receive it and readers parse it: a JSON object.

@@ -27,7 +27,7 @@ from recursa.errors import ModelError
 from recursa.events import EVENT_CLASSES, encode, parse_event
 from recursa.models.base import Message
 from recursa.models.scripted import ScriptedModel
-from recursa.testing import is_root_turn, node_query, router
+from recursa.testing import Received, Reply, ScriptedServer, is_root_turn, node_query, router
 from recursa.trace import REQUIRED_FIELDS, TRUNCATION_MARK
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "trace.md"
@@ -176,6 +176,23 @@ def tree_reply() -> Callable[[list[Message]], str]:
     return reply
 
 
+def halve(n: int) -> int:
+    """Half of an even ``n``."""
+    if n % 2:
+        raise ValueError(f"{n} is odd")
+    return n // 2
+
+
+def tool_reply(request: Received) -> str | Reply:
+    """The root grants ``halve`` to a sub-call, which calls it twice (once failing)."""
+    if is_root_turn(request["messages"]):
+        return "```repl\nFINAL(llm_query('halve 8 and 3', tools=['halve']))\n```"
+    if any(m["role"] == "tool" for m in request["messages"]):
+        return "4, and 3 is odd"
+    return Reply("", tool_calls=({"name": "halve", "arguments": {"n": 8}},
+                                 {"name": "halve", "arguments": {"n": 3}}))  # fmt: skip
+
+
 def runs(tmp: Path) -> list[Path]:
     """The trace files of the runs that between them write every documented key."""
     context = [f"report {i}: " + "flood water rising " * 40 for i in range(6)]
@@ -204,6 +221,21 @@ def runs(tmp: Path) -> list[Path]:
         ScriptedModel(["```repl\nwhile True:\n    pass\n```", "FINAL(gave up)"]),
         sandbox="inprocess", cell_timeout=0.3, trace=trace("timeout"),
     ).completion("spin", "ctx")  # fmt: skip
+    # a sub-call that uses a host tool over the local server's function calling, its
+    # prompts kept whole
+    with ScriptedServer(tool_reply) as server:
+        RLM(
+            "openai/scripted", base_url=server.url, sandbox="inprocess", trace=trace("tools"),
+            trace_prompts="full", sub_call_tools={"halve": halve},
+        ).completion("halve them", "ctx")  # fmt: skip
+    # a folder with a binary file in it: a files context, one file skipped
+    folder = tmp / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_text("alpha", encoding="utf-8")
+    (folder / "b.bin").write_bytes(b"\x00" * 4)
+    RLM(
+        ScriptedModel(["FINAL(done)"]), sandbox="inprocess", trace=trace("files"),
+    ).completion("q", folder)  # fmt: skip
     # the root's model fails: the run ends with an error
     with pytest.raises(ModelError):
         RLM(

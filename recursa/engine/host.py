@@ -7,7 +7,8 @@ value, or raises, and the REPL then raises ``HostCallError`` with the message.
 ====================  ==========================================================
 request               served by
 ====================  ==========================================================
-``llm_query``         one sub-model call one level down (:meth:`Run.call_model`)
+``llm_query``         one sub-model call one level down (:meth:`Run.call_model`); with
+                      ``tools=``, a function-calling loop (:mod:`recursa.subcall_tools`)
 ``llm_batch``         many, concurrently, order kept; a failure is ``{"error"}``
 ``rlm_query``         a child node one level down, on the sub-model or an allowed
                       ``model=`` (``llm_query`` at max depth)
@@ -23,6 +24,7 @@ request               served by
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..budget import Budget
 from ..context import Context
 from ..errors import ConfigError, RecursaError
-from ..models.base import Message, Model
+from ..models.base import Completion, Message, Model
 from ..repl.protocol import (
     BudgetLimits,
     BudgetQuery,
@@ -46,7 +48,8 @@ from ..repl.protocol import (
     ToolCall,
     check_image,
 )
-from ..trace import Subcall
+from ..subcall_tools import ToolOffering, ToolRun, Trail, granted, run_tool_loop, schemas
+from ..trace import Subcall, ToolUse, TracedMessage
 
 if TYPE_CHECKING:
     from .node import Node
@@ -67,18 +70,24 @@ class Host:
     async def serve(self, request: HostRequest) -> Any:
         """The JSON-able answer to ``request``."""
         match request:
-            case LlmQuery(prompt=prompt, model=model, images=images, group=group):
-                call = self._llm(prompt, model, images=images)
+            case LlmQuery(prompt=prompt, model=model, images=images, group=group, tools=tools):
+                call = self._llm(prompt, model, images=images, tools=self._granted(tools))
                 return await (self._in_group(group, call) if group else call)
-            case LlmBatch(prompts=prompts, model=model):
-                return await _gather([self._llm(p, model, b) for p, b in self._batched(prompts)])
+            case LlmBatch(prompts=prompts, model=model, tools=tools):
+                names = self._granted(tools)
+                batch_id, batched = self._batched(prompts)
+                return await self._batch(
+                    "llm", batch_id, [self._llm(p, model, b, tools=names) for p, b in batched]
+                )
             case RlmQuery(prompt=prompt, context=context, budget=limits, model=model):
                 return await self._rlm(prompt, context, model=model, budget=limits)
             case RlmBatch(prompts=prompts, contexts=contexts, model=model):
                 contexts = contexts if contexts is not None else (None,) * len(prompts)
-                return await _gather(
+                batch_id, batched = self._batched(prompts)
+                return await self._batch(
+                    "rlm", batch_id,
                     [self._rlm(p, c, b, model=model)
-                     for (p, b), c in zip(self._batched(prompts), contexts, strict=True)]
+                     for (p, b), c in zip(batched, contexts, strict=True)],
                 )  # fmt: skip
             case Cancel(group=group):
                 self._cancel_group(group)
@@ -113,11 +122,35 @@ class Host:
         for task in self._groups.pop(group, set()):
             task.cancel()
 
-    def _batched(self, prompts: Sequence[str]) -> list[tuple[str, Batched]]:
+    def _batched(self, prompts: Sequence[str]) -> tuple[str, list[tuple[str, Batched]]]:
         batch_id = self.node.run.tracer.new_id("b")
-        return [(p, (batch_id, i)) for i, p in enumerate(prompts)]
+        return batch_id, [(p, (batch_id, i)) for i, p in enumerate(prompts)]
+
+    async def _batch(self, kind: str, batch_id: str, calls: Sequence[Any]) -> list[Any]:
+        """Run a batch's calls (:func:`_gather`), telling live sinks how many are done
+        (``batch_start``, ``batch_progress``, ``batch_end``): progress draws a bar from them."""
+        tracer, node_id = self.node.run.tracer, self.node.node_id
+        done = 0
+
+        def one_done(_: asyncio.Future[Any]) -> None:
+            nonlocal done
+            done += 1
+            tracer.notify("batch_progress", node_id, batch_id=batch_id, done=done)
+
+        tracer.notify("batch_start", node_id, batch_id=batch_id, kind=kind, total=len(calls))
+        tasks = [asyncio.ensure_future(call) for call in calls]
+        for task in tasks:
+            task.add_done_callback(one_done)
+        try:
+            return await _gather(tasks)
+        finally:
+            tracer.notify("batch_end", node_id, batch_id=batch_id)
 
     # -- sub-calls ----------------------------------------------------------------------
+    def _granted(self, names: Sequence[str]) -> list[str]:
+        """The tools a sub-call names, each one the user granted to sub-calls."""
+        return granted(self.node.tools.sub_call, names) if names else []
+
     async def _llm(
         self,
         prompt: str,
@@ -125,6 +158,7 @@ class Host:
         batch: Batched | None = None,
         *,
         images: Sequence[ImageData] = (),
+        tools: Sequence[str] = (),
     ) -> str:
         node, run = self.node, self.node.run
         model = run.model_for(model_spec, run.models.sub)
@@ -132,23 +166,68 @@ class Host:
         t0 = time.time()
         answer: str | None = None
         error: str | None = None
+        trail = Trail()
         try:
             message: Message = {"role": "user", "content": _content(model, prompt, images)}
-            answer = await run.call_model(
-                model, [message], node=node, depth=node.depth + 1, purpose="sub",
-                call_id=call_id,
-            )  # fmt: skip
+            if tools:
+                answer = await self._with_tools(model, message, tools, call_id, trail)
+            else:
+                answer = await run.call_model(
+                    model, [message], node=node, depth=node.depth + 1, purpose="sub",
+                    call_id=call_id,
+                )  # fmt: skip
             return answer
         except (Exception, asyncio.CancelledError) as exc:
             error = str(exc) or type(exc).__name__
             raise
         finally:
+            extra: dict[str, Any] = {}
+            if tools:
+                extra = {"tools": tuple(tools), "tool_steps": trail.steps,
+                         "messages": TracedMessage.all(trail.messages)}  # fmt: skip
             node.emit(
                 Subcall, call_id=call_id, kind="llm", iteration=node.iterations,
                 batch_id=batch[0] if batch else None, index=batch[1] if batch else None,
                 prompt=prompt, answer=answer, model=model.spec, t0=t0,
-                duration_s=time.time() - t0, error=error, images=len(images),
+                duration_s=time.time() - t0, error=error, images=len(images), **extra,
             )  # fmt: skip
+
+    async def _with_tools(
+        self,
+        model: Model,
+        first: Message,
+        names: Sequence[str],
+        call_id: str,
+        trail: Trail,
+    ) -> str:
+        """A sub-call that may use the granted tools ``names``: every model request is a
+        metered :meth:`Run.call_model` (its own ``model_call`` event), every tool run a
+        ``tool_use`` event; ``trail`` follows its conversation, for the trace."""
+        node, run = self.node, self.node.run
+        toolset = node.tools.sub_call
+        offered = schemas(toolset, names)
+        offering = ToolOffering(model, offered)
+
+        async def ask(messages: list[Message]) -> Completion:
+            await run.call_model(
+                offering, messages, node=node, depth=node.depth + 1, purpose="sub",
+                call_id=call_id,
+            )  # fmt: skip
+            assert offering.last is not None  # call_model returned: the offering replied
+            return offering.last
+
+        def traced(use: ToolRun) -> None:
+            node.emit(
+                ToolUse, call_id=call_id, step=use.step, tool=use.tool,
+                arguments=json.dumps(use.arguments, ensure_ascii=False), result=use.result,
+                error=use.error, t0=use.t0,
+                duration_s=use.duration_s,
+            )  # fmt: skip
+
+        return await run_tool_loop(
+            first, toolset, offered, native=bool(getattr(model, "supports_tools", False)),
+            max_steps=run.settings.sub_call_tool_steps, ask=ask, on_tool=traced, trail=trail,
+        )  # fmt: skip
 
     async def _rlm(
         self,

@@ -317,6 +317,7 @@ class Node:
             sub_window=self.run.models.sub.context_window,
             tools=self.tools.specs(),
             template=settings.system_prompt,
+            sub_call_tools=self.tools.sub_call.specs(),
         )
 
     def _first_turn(self, query: str) -> str:

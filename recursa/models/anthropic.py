@@ -16,6 +16,7 @@ price, 0.1x input).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,15 @@ from ..errors import ConfigError
 from ..sampling import Sampling
 from . import pricing
 from ._http import connection_error, retry_after_seconds, status_error, where
-from .base import Completion, Message, SDKModel, refuse
+from .base import (
+    Completion,
+    Message,
+    SDKModel,
+    ToolRequest,
+    ToolSchema,
+    offered_tools,
+    refuse,
+)
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -54,6 +63,8 @@ class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
 
     provider = "anthropic"
     sdk = "anthropic"
+    #: ``tools`` and ``tool_use`` / ``tool_result`` blocks
+    supports_tools = True
 
     def __init__(
         self,
@@ -137,6 +148,9 @@ class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
         system, turns = to_anthropic(messages)
         if system:
             params["system"] = system
+        tools = offered_tools()
+        if tools:
+            params["tools"] = [anthropic_tool(t) for t in tools]
         client = await self._sdk()  # first: it imports the SDK off the event loop
         import anthropic
 
@@ -152,6 +166,11 @@ class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
             # refused or no such host: at once; a timeout or a reset: retried
             raise connection_error(exc, spec=self.spec, url=str(client.base_url)) from exc
         text = "".join(block.text for block in response.content if block.type == "text")
+        calls = tuple(
+            ToolRequest(block.id, block.name, block.input)
+            for block in response.content
+            if block.type == "tool_use"
+        )
         usage = response.usage
         fresh = usage.input_tokens
         written = usage.cache_creation_input_tokens or 0
@@ -177,6 +196,7 @@ class AnthropicModel(SDKModel["anthropic.AsyncAnthropic"]):
                 cache_read=read,
                 output=usage.output_tokens,
             ),
+            tool_calls=calls if tools else (),
         )
 
     def _translate(self, exc: anthropic.APIStatusError) -> Exception:
@@ -220,13 +240,19 @@ def to_anthropic(
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
-        blocks = _blocks(message["content"])
-        if message["role"] == "system":
+        role = message["role"]
+        if role == "tool":  # a function result: a tool_result block of a user turn
+            role = "user"
+            blocks = [{"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""),
+                       "content": message["content"]}]  # fmt: skip
+        else:
+            blocks = _blocks(message["content"]) + _tool_use_blocks(message)
+        if role == "system":
             system.extend(blocks)
-        elif turns and turns[-1]["role"] == message["role"]:
+        elif turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)  # the API wants roles to alternate
         else:
-            turns.append({"role": message["role"], "content": blocks})
+            turns.append({"role": role, "content": blocks})
     for turn in turns:
         if not turn["content"]:
             turn["content"] = [{"type": "text", "text": EMPTY_TURN}]
@@ -239,6 +265,27 @@ def to_anthropic(
         if turns:
             _mark(turns[-1]["content"])
     return system, turns
+
+
+def anthropic_tool(tool: ToolSchema) -> dict[str, Any]:
+    """A tool in the Messages API's ``tools`` list."""
+    return {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
+
+
+def _tool_use_blocks(message: Message) -> list[dict[str, Any]]:
+    """An assistant message's OpenAI-shaped ``tool_calls`` as ``tool_use`` blocks."""
+    blocks: list[dict[str, Any]] = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        raw = function.get("arguments")
+        try:
+            arguments = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            arguments = None
+        blocks.append({"type": "tool_use", "id": call.get("id", ""),
+                       "name": function.get("name", ""),
+                       "input": arguments if isinstance(arguments, dict) else {}})  # fmt: skip
+    return blocks
 
 
 def _mark(blocks: list[dict[str, Any]]) -> None:

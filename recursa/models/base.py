@@ -18,7 +18,17 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
+from typing import (
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    NotRequired,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    runtime_checkable,
+)
 
 from ..errors import BudgetExceeded, ConfigError, ModelError
 from ..sampling import Sampling
@@ -26,15 +36,41 @@ from . import pricing
 
 
 class Message(TypedDict):
-    """A chat message in OpenAI's shape; ``content`` may be a list of content parts."""
+    """A chat message in OpenAI's shape; ``content`` may be a list of content parts.
 
-    role: Literal["system", "user", "assistant"]
+    A sub-call that uses tools (:mod:`recursa.subcall_tools`) adds OpenAI's function-calling
+    messages: an assistant message with ``tool_calls`` and a ``tool`` message per result
+    (``tool_call_id``); providers with another wire format translate them."""
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]]
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    tool_call_id: NotRequired[str]
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """A tool call a model asked for: the provider's ``id``, the tool and its arguments
+    (``arguments`` is what the model sent, decoded: any JSON value, checked by the caller)."""
+
+    id: str
+    name: str
+    arguments: Any
+
+
+@dataclass(frozen=True)
+class ToolSchema:
+    """A tool offered to a model: its name, what it does, and its arguments as JSON Schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Completion:
-    """One model reply and what it cost. ``cost_usd`` is ``None`` when unpriced."""
+    """One model reply and what it cost. ``cost_usd`` is ``None`` when unpriced;
+    ``tool_calls`` are the tools the model asked for (only when tools were offered)."""
 
     text: str
     model: str
@@ -43,6 +79,7 @@ class Completion:
     cached_tokens: int = 0
     cost_usd: float | None = None
     cache_hit: bool = False  # served by recursa's response cache, not the provider
+    tool_calls: tuple[ToolRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +114,30 @@ def request_deadline(at: float | None) -> Iterator[None]:
         yield
     finally:
         _DEADLINE.reset(token)
+
+
+#: The tools offered to the current request (:func:`offer_tools`); ``()`` for none.
+_TOOLS: contextvars.ContextVar[tuple[ToolSchema, ...]] = contextvars.ContextVar(
+    "recursa_offered_tools", default=()
+)
+
+
+@contextlib.contextmanager
+def offer_tools(tools: Sequence[ToolSchema]) -> Iterator[None]:
+    """Within the block, a model that ``supports_tools`` offers ``tools`` in its requests
+    and returns the calls the model makes in :attr:`Completion.tool_calls`. A context
+    variable, like :func:`request_deadline`, so every wrapper (the cache, a recording)
+    passes it on unchanged and :class:`Model`'s signature stays the same."""
+    token = _TOOLS.set(tuple(tools))
+    try:
+        yield
+    finally:
+        _TOOLS.reset(token)
+
+
+def offered_tools() -> tuple[ToolSchema, ...]:
+    """The tools the current request offers (see :func:`offer_tools`)."""
+    return _TOOLS.get()
 
 
 class TransientError(Exception):
@@ -269,6 +330,10 @@ class ModelWrapper:
     @property
     def supports_images(self) -> bool:
         return bool(getattr(self.inner, "supports_images", True))
+
+    @property
+    def supports_tools(self) -> bool:
+        return bool(getattr(self.inner, "supports_tools", False))
 
 
 ClientT = TypeVar("ClientT")

@@ -53,7 +53,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..sampling import Sampling
-from .base import Completion, Message, Model, ModelWrapper, output_cap
+from .base import Completion, Message, Model, ModelWrapper, offered_tools, output_cap
 
 logger = logging.getLogger(__name__)
 
@@ -477,6 +477,8 @@ class CachedModel(ModelWrapper):
         max_tokens: int | None = None,
         sampling: Sampling | None = None,
     ) -> Completion:
+        if offered_tools():  # a tool's result may change between runs: never cached
+            return await self.inner.complete(messages, max_tokens=max_tokens, sampling=sampling)
         key = cache_key(
             self.spec,
             messages,

@@ -15,10 +15,11 @@ count and priced at the ``cached`` price.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import ssl
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -29,8 +30,11 @@ from .base import (
     Completion,
     Message,
     SDKModel,
+    ToolRequest,
+    ToolSchema,
     estimate_tokens,
     message_tokens,
+    offered_tools,
     refuse,
 )
 from .registry import ModelOptions
@@ -54,6 +58,8 @@ class GeminiModel(SDKModel["genai.Client"]):
 
     provider = "gemini"
     sdk = "google.genai"
+    #: function declarations, ``function_call`` / ``function_response`` parts
+    supports_tools = True
 
     def __init__(
         self,
@@ -156,6 +162,9 @@ class GeminiModel(SDKModel["genai.Client"]):
         from google.genai import errors as genai_errors
         from google.genai import types
 
+        tools = offered_tools()
+        if tools:
+            fields["tools"] = [{"function_declarations": [gemini_function(t) for t in tools]}]
         config = types.GenerateContentConfig(system_instruction=system, **fields)
         try:
             response = await client.aio.models.generate_content(
@@ -180,6 +189,12 @@ class GeminiModel(SDKModel["genai.Client"]):
         content = response.candidates[0].content
         parts = (content.parts if content is not None else None) or []
         text = "".join(p.text for p in parts if p.text and not p.thought)
+        calls = tuple(
+            ToolRequest(p.function_call.id or f"call_{i}", p.function_call.name or "",
+                        dict(p.function_call.args or {}))
+            for i, p in enumerate(parts)
+            if p.function_call is not None
+        ) if tools else ()  # fmt: skip
         usage = response.usage_metadata
         if usage is None or usage.prompt_token_count is None:
             input_tokens = message_tokens(messages)
@@ -194,6 +209,7 @@ class GeminiModel(SDKModel["genai.Client"]):
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cached_tokens=cached,
+            tool_calls=calls,
         )
 
     def _translate(self, exc: genai_errors.APIError) -> Exception:
@@ -220,22 +236,65 @@ def _tls() -> ssl.SSLContext:
 
 
 def to_gemini(messages: Sequence[Message]) -> tuple[str | None, list[types.ContentDict]]:
-    """OpenAI-shaped messages to a ``system_instruction`` and Gemini ``contents``."""
+    """OpenAI-shaped messages to a ``system_instruction`` and Gemini ``contents``; a
+    tool-using sub-call's ``tool_calls`` become ``function_call`` parts and its ``tool``
+    messages ``function_response`` parts of a user turn."""
     system: list[str] = []
-    turns: list[tuple[str, list[str]]] = []
+    turns: list[tuple[str, list[dict[str, Any]]]] = []
+    names: dict[str, str] = {}  # tool call id -> the function it called
     for message in messages:
-        texts = _texts(message["content"])
         if message["role"] == "system":
-            system.extend(texts)
-        elif turns and turns[-1][0] == ROLES[message["role"]]:
-            turns[-1][1].extend(texts)  # Gemini wants roles to alternate
+            system.extend(_texts(message["content"]))
+            continue
+        role = "user" if message["role"] == "tool" else ROLES[message["role"]]
+        parts = _parts(message, names)
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(parts)  # Gemini wants roles to alternate
         else:
-            turns.append((ROLES[message["role"]], texts))
+            turns.append((role, parts))
     contents: list[types.ContentDict] = [
-        {"role": role, "parts": [{"text": t} for t in texts or [EMPTY_TURN]]}
-        for role, texts in turns
+        {"role": role, "parts": cast("list[types.PartDict]", parts or [{"text": EMPTY_TURN}])}
+        for role, parts in turns
     ]
     return ("\n\n".join(system) if system else None), contents
+
+
+def gemini_function(tool: ToolSchema) -> dict[str, Any]:
+    """A tool as a Gemini function declaration."""
+    return {
+        "name": tool.name,
+        "description": tool.description,
+        "parameters_json_schema": tool.parameters,
+    }
+
+
+def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
+    """One message's Gemini parts (``names`` learns each call's function, which the
+    ``function_response`` of a ``tool`` message must repeat)."""
+    if message["role"] == "tool":
+        call_id = message.get("tool_call_id", "")
+        content = message["content"]
+        try:
+            response = json.loads(content) if isinstance(content, str) else content
+        except ValueError:
+            response = content
+        if not isinstance(response, dict):
+            response = {"result": response}
+        function = {"id": call_id, "name": names.get(call_id, ""), "response": response}
+        return [{"function_response": function}]
+    parts: list[dict[str, Any]] = [{"text": t} for t in _texts(message["content"])]
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        raw = function.get("arguments")
+        try:
+            args = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            args = None
+        names[str(call.get("id", ""))] = str(function.get("name", ""))
+        args = args if isinstance(args, dict) else {}
+        parts.append({"function_call": {"id": call.get("id"), "name": function.get("name"),
+                                        "args": args}})  # fmt: skip
+    return parts
 
 
 def _texts(content: str | list[dict[str, Any]]) -> list[str]:

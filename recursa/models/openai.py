@@ -33,10 +33,13 @@ from .base import (
     Completion,
     Message,
     SDKModel,
+    ToolRequest,
+    ToolSchema,
     TransientError,
     estimate_tokens,
     installed,
     message_tokens,
+    offered_tools,
     refuse,
 )
 from .openai_http import ChatClient, HTTPStatusError, error_detail
@@ -62,6 +65,8 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
 
     provider = "openai"
     sdk = "openai"
+    #: OpenAI's function calling (``tools`` / ``tool_calls``), on both clients
+    supports_tools = True
 
     def __init__(
         self,
@@ -180,7 +185,11 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
     ) -> dict[str, Any]:
         """The request body, the same for both clients."""
         params = self.sampling_params(max_tokens, sampling)
-        return {"model": self.name, "messages": list(messages), **params}
+        body: dict[str, Any] = {"model": self.name, "messages": list(messages), **params}
+        tools = offered_tools()
+        if tools:
+            body["tools"] = [function_tool(t) for t in tools]
+        return body
 
     async def _request(
         self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
@@ -236,7 +245,9 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
             if isinstance(error, dict) and error.get("message"):
                 raise TransientError(f"the reply is an error: {error['message']}")
             raise TransientError("empty response (no choices)")
-        text = _text(choices[0].get("message") or {})
+        message = choices[0].get("message") or {}
+        text = _text(message)
+        calls = tool_requests(message.get("tool_calls")) if offered_tools() else ()
         usage = data.get("usage")
         if not isinstance(usage, dict) or usage.get("prompt_tokens") is None:
             return Completion(
@@ -244,6 +255,7 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
                 model=self.spec,
                 input_tokens=message_tokens(messages),
                 output_tokens=estimate_tokens(text),
+                tool_calls=calls,
             )
         details = usage.get("prompt_tokens_details")
         cached = details.get("cached_tokens") if isinstance(details, dict) else None
@@ -256,6 +268,7 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
             output_tokens=int(usage.get("completion_tokens") or 0),
             cached_tokens=int(cached or 0),
             cost_usd=float(reported) if isinstance(reported, int | float) else None,
+            tool_calls=calls,
         )
 
     def _status_error(self, status: int, detail: str, headers: Mapping[str, str]) -> Exception:
@@ -312,6 +325,40 @@ def _text(message: dict[str, Any]) -> str:
     if isinstance(content, list):
         return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return content if isinstance(content, str) else ""
+
+
+def function_tool(tool: ToolSchema) -> dict[str, Any]:
+    """A tool in OpenAI's ``tools`` list."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
+
+
+def tool_requests(calls: Any) -> tuple[ToolRequest, ...]:
+    """A reply's ``tool_calls`` as :class:`ToolRequest` values. ``arguments`` is a JSON
+    string on the wire; one that does not decode is passed on as the raw string, so the
+    caller can tell the model its arguments were not JSON."""
+    if not isinstance(calls, list):
+        return ()
+    out: list[ToolRequest] = []
+    for i, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            continue
+        raw = function.get("arguments")
+        try:
+            arguments = json.loads(raw) if isinstance(raw, str) and raw.strip() else raw or {}
+        except ValueError:
+            arguments = raw
+        call_id = call.get("id")
+        out.append(ToolRequest(call_id if isinstance(call_id, str) else f"call_{i}",
+                               function["name"], arguments))  # fmt: skip
+    return tuple(out)
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

@@ -48,6 +48,8 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 MAX_NAME_CHARS = 256
 #: Most prompts in one batch request.
 MAX_BATCH = 100_000
+#: Most tools one sub-call may name (``llm_query(..., tools=[...])``).
+MAX_TOOL_NAMES = 64
 #: Most entries in a Hello's ``limits``, and the longest str value one may have.
 MAX_LIMITS = 64
 MAX_LIMIT_CHARS = 1_000
@@ -293,22 +295,25 @@ class ImageData:
 
 @dataclass(frozen=True)
 class LlmQuery:
-    """``llm_query(prompt, model=None, images=None)``; ``group`` ties it to an
-    ``llm_batch(stop_when=...)`` that a :class:`Cancel` may end early."""
+    """``llm_query(prompt, model=None, images=None, tools=None)``; ``group`` ties it to an
+    ``llm_batch(stop_when=...)`` that a :class:`Cancel` may end early; ``tools`` names host
+    tools the sub-model may call (the host checks they were granted)."""
 
     prompt: str
     model: str | None = None
     images: tuple[ImageData, ...] = ()
     group: str | None = None
+    tools: tuple[str, ...] = ()
     name: Literal["llm_query"] = "llm_query"
 
 
 @dataclass(frozen=True)
 class LlmBatch:
-    """``llm_batch(prompts, model=None)``: concurrent sub-calls, order kept."""
+    """``llm_batch(prompts, model=None, tools=None)``: concurrent sub-calls, order kept."""
 
     prompts: tuple[str, ...]
     model: str | None = None
+    tools: tuple[str, ...] = ()
     name: Literal["llm_batch"] = "llm_batch"
 
 
@@ -414,6 +419,16 @@ def _prompts(payload: dict[str, Any], what: str) -> tuple[str, ...]:
     return tuple(prompts)
 
 
+def _tool_names(payload: dict[str, Any], what: str) -> tuple[str, ...]:
+    names = _field(payload, "tools", list, [], what)
+    if len(names) > MAX_TOOL_NAMES:
+        raise ProtocolError(f"{what}: more than {MAX_TOOL_NAMES} tools")
+    for name in names:
+        if type(name) is not str or not name.isidentifier() or len(name) > MAX_NAME_CHARS:
+            raise ProtocolError(f"{what}: a tool must be named by a str identifier")
+    return tuple(names)
+
+
 def _image(value: Any, what: str) -> ImageData:
     if (
         type(value) is not dict
@@ -510,9 +525,12 @@ def _request(name: str, payload: dict[str, Any]) -> HostRequest:
             model=_model_field(payload, what),
             images=tuple(_image(i, what) for i in images),
             group=_name_field(payload, "group", what),
+            tools=_tool_names(payload, what),
         )
     if name == "llm_batch":
-        return LlmBatch(_prompts(payload, what), _model_field(payload, what))
+        return LlmBatch(
+            _prompts(payload, what), _model_field(payload, what), _tool_names(payload, what)
+        )
     if name == "rlm_query":
         return RlmQuery(
             prompt=_field(payload, "prompt", str, what=what),
@@ -591,8 +609,12 @@ def encode_request(request: HostRequest) -> tuple[str, dict[str, Any]]:
             payload["images"] = [i.to_json() for i in request.images]
         if request.group is not None:
             payload["group"] = request.group
+        if request.tools:
+            payload["tools"] = list(request.tools)
     elif isinstance(request, LlmBatch):
         payload = {"prompts": list(request.prompts), "model": request.model}
+        if request.tools:
+            payload["tools"] = list(request.tools)
     elif isinstance(request, RlmQuery):
         budget = request.budget
         payload = {

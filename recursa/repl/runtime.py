@@ -18,12 +18,13 @@ import io
 import json
 import linecache
 import re
+import struct
 import sys
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -59,6 +60,15 @@ MAX_QUOTE_CHARS = 4_000
 
 class HostCallError(RuntimeError):
     """A call to the host (a sub-call or a tool) failed; the message says why."""
+
+
+def _tool_names(tools: Any) -> list[str]:
+    """``tools=`` of ``llm_query``/``llm_batch``: tool names (a str, or a list of them)."""
+    names = [tools] if isinstance(tools, str) else list(tools)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"tools= takes tool names (str), not {type(name).__name__}")
+    return names
 
 
 class SubcallError(str):
@@ -130,6 +140,71 @@ def materialize(value: Any) -> Any:
     if isinstance(value, list):
         return [materialize(v) for v in value]
     return value
+
+
+#: A pack file ends with its index's byte offset (little-endian u64) and this magic.
+PACK_MAGIC = b"RCSPACK1"
+PACK_TRAILER = struct.Struct("<Q8s")
+_NAMES_IN_REPR = 5
+
+
+class Files(Mapping[str, str]):
+    """Many documents as one read-only mapping of name to text, over a pack file's bytes.
+
+    Only the index is parsed up front: ``files[name]`` decodes that one document's bytes,
+    so code that reads ten files of ten thousand reads ten. ``dict(files)`` reads them all.
+    """
+
+    def __init__(self, data: Any) -> None:
+        """``data``: the pack's bytes (an ``mmap`` or ``bytes``): text, index, trailer."""
+        size = len(data)
+        if size < PACK_TRAILER.size:
+            raise ValueError("not a recursa pack (too short)")
+        offset, magic = PACK_TRAILER.unpack_from(data, size - PACK_TRAILER.size)
+        if magic != PACK_MAGIC or offset > size - PACK_TRAILER.size:
+            raise ValueError("not a recursa pack (bad trailer)")
+        entries = json.loads(bytes(data[offset : size - PACK_TRAILER.size]))
+        self._data = data
+        self._entries: dict[str, dict[str, Any]] = {e["name"]: e for e in entries}
+
+    def __getitem__(self, name: str) -> str:
+        if not isinstance(name, str):
+            raise TypeError("context maps file names to texts: context[name], see list(context)")
+        entry = self._entries.get(name)
+        if entry is None:
+            raise KeyError(f"{name!r}: no such file ({len(self):,} files: see list(context))")
+        start = entry["offset"]
+        return str(self._data[start : start + entry["bytes"]], "utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def size(self, name: str) -> int:
+        """The length of ``files[name]`` in characters, without reading it."""
+        return int(self._entries[name]["chars"])
+
+    def pages(self, name: str) -> list[str] | None:
+        """The document's text cut at its page starts (a PDF's), or None without pages."""
+        starts = self._entries[name].get("pages")
+        if not starts:
+            return None
+        text = self[name]
+        ends = [*starts[1:], len(text)]
+        return [text[a:b] for a, b in zip(starts, ends, strict=True)]
+
+    def __repr__(self) -> str:
+        names = list(self._entries)
+        shown = ", ".join(repr(n) for n in names[:_NAMES_IN_REPR])
+        hidden = len(names) - _NAMES_IN_REPR
+        more = f", ... ({hidden:,} more)" if hidden > 0 else ""
+        chars = sum(int(e["chars"]) for e in self._entries.values())
+        return f"<Files: {len(names):,} files, {chars:,} characters: {shown}{more}>"
 
 
 def _budget(
@@ -234,7 +309,7 @@ def _short(value: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, str | list | dict | tuple | set | bytes):
+    if isinstance(value, str | list | dict | tuple | set | bytes | Files):
         return f"{type(value).__name__}, len {len(value):,}"
     return type(value).__name__
 
@@ -345,11 +420,17 @@ class Repl:
         return self.call_host("budget", {})
 
     def _llm_query(
-        self, prompt: Any, model: str | None = None, images: Sequence[Any] | None = None
+        self,
+        prompt: Any,
+        model: str | None = None,
+        images: Sequence[Any] | None = None,
+        tools: Sequence[str] | None = None,
     ) -> str:
         payload: dict[str, Any] = {"prompt": _text(prompt), "model": model}
         if images:
             payload["images"] = [_image_json(i) for i in images]
+        if tools:
+            payload["tools"] = _tool_names(tools)
         return str(self.call_host("llm_query", payload))
 
     def _llm_batch(
@@ -357,14 +438,23 @@ class Repl:
         prompts: Sequence[Any],
         model: str | None = None,
         stop_when: Callable[[list[str]], bool] | None = None,
+        tools: Sequence[str] | None = None,
     ) -> list[Any]:
         texts = [_text(p) for p in prompts]
+        names = _tool_names(tools) if tools else []
         if stop_when is None:
-            return _batch_results(self.call_host("llm_batch", {"prompts": texts, "model": model}))
-        return self._batch_until(texts, model, stop_when)
+            payload: dict[str, Any] = {"prompts": texts, "model": model}
+            if names:
+                payload["tools"] = names
+            return _batch_results(self.call_host("llm_batch", payload))
+        return self._batch_until(texts, model, stop_when, names)
 
     def _batch_until(
-        self, prompts: list[str], model: str | None, stop_when: Callable[[list[str]], bool]
+        self,
+        prompts: list[str],
+        model: str | None,
+        stop_when: Callable[[list[str]], bool],
+        tools: list[str] | None = None,
     ) -> list[Any]:
         """Sub-calls in flight together; once ``stop_when(answers so far)`` holds, the host
         cancels the rest (their partial cost is still charged)."""
@@ -372,9 +462,10 @@ class Repl:
         results: list[Any] = [None] * len(prompts)
         arrived: list[str] = []
         pool = ThreadPoolExecutor(max_workers=min(64, max(1, len(prompts))))
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
         futures: dict[Future[Any], int] = {
             pool.submit(
-                self.call_host, "llm_query", {"prompt": p, "model": model, "group": group}
+                self.call_host, "llm_query", {"prompt": p, "model": model, "group": group, **extra}
             ): i
             for i, p in enumerate(prompts)
         }
@@ -689,7 +780,7 @@ def _jsonable(value: Any) -> Any:
         return value.to_json()
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # a dict, or Files (a child gets the texts)
         return {k: _jsonable(v) for k, v in value.items()}
     return value
 
