@@ -88,6 +88,14 @@ def _names(values: tuple[str, ...] | str) -> list[str]:
     help="The window base, summary and codeact-bm25 cut and chunk to "
     "(default: the model's, else 128k), e.g. 272k for GPT-5.",
 )
+@click.option(
+    "--trace-prompts",
+    type=click.Choice(["cut", "full"]),
+    default="cut",
+    show_default=True,
+    help="full: traces keep every prompt whole, so `recursa trace export OUT/ --format "
+    "chat-jsonl --min-score 1` can turn the best runs into training data.",
+)
 @click.option("--retry-failed", is_flag=True, help="Run again the rows that failed.")
 @click.option(
     "--report-only", is_flag=True, help="Only write table.md and the plots from results.jsonl."
@@ -104,6 +112,7 @@ def bench(
     ray_address: str | None,
     seed: int,
     context_window: str | None,
+    trace_prompts: str,
     retry_failed: bool,
     report_only: bool,
     progress: bool,
@@ -111,8 +120,9 @@ def bench(
 ) -> None:
     """Benchmark methods on TASKS (sniah, oolong, oolong-pairs, browsecomp-lite, codeqa-lite).
 
-    Writes OUT/results.jsonl (one line per item and method, resumable),
-    OUT/traces/, and OUT/table.md with score_vs_length.png and cost_vs_length.png.
+    Writes OUT/results.jsonl (one line per item and method, resumable), OUT/traces/,
+    OUT/config.json, and OUT/table.md, results.csv, score_vs_length.png and
+    cost_vs_length.png. Open OUT/ in `recursa view` to browse the runs.
     The run options (--model ... --budget-usd) are those of recursa run; each method
     sets its own depth.
 
@@ -123,8 +133,9 @@ def bench(
       recursa bench sniah --out bench-out --report-only
     """
     from .methods import get_method
+    from .provenance import haystack_note
     from .report import write_report
-    from .runner import BenchConfig, execute
+    from .runner import RESULTS_FILE, BenchConfig, execute
     from .tasks import get_task
 
     if not report_only:
@@ -149,7 +160,10 @@ def bench(
                 budget=budget_from_options(options),
                 retry_failed=retry_failed,
                 context_window=parse_length(context_window) if context_window else None,
+                trace_prompts=trace_prompts,
             )
+        if note := haystack_note(config.tasks):
+            click.echo(f"recursa: {note}", err=True)
         with exit_codes(interrupted="interrupted; run the same command again to resume"):
             summary = execute(config, progress=progress)
         cost = "n/a" if summary.cost_usd is None else f"${summary.cost_usd:,.4f}"
@@ -158,7 +172,10 @@ def bench(
             f"already done, cost {cost}, {summary.seconds:.1f}s",
             err=True,
         )
+    elif not (out_dir / RESULTS_FILE).is_file():
+        fail(f"{out_dir} has no {RESULTS_FILE}: nothing to report", EXIT_USAGE)
     with exit_codes():
         files = write_report(out_dir)
     click.echo(files.table.read_text(encoding="utf-8"))
-    click.echo(f"recursa: wrote {files.table}, {files.score_plot}, {files.cost_plot}", err=True)
+    written = ", ".join(str(p) for p in (files.table, files.csv, files.score_plot, files.cost_plot))
+    click.echo(f"recursa: wrote {written}", err=True)

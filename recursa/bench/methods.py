@@ -81,6 +81,7 @@ class MethodContext:
     budget: Budget | None = None
     context_window: int | None = None
     request_timeout: float = 300.0
+    trace_prompts: str = "cut"
 
     def settings(self, **changes: Any) -> Settings:
         """The run settings of this context, ``changes`` (a method's ``max_depth``, a
@@ -93,6 +94,7 @@ class MethodContext:
             max_iterations=self.max_iterations,
             budget=self.budget,
             sandbox=self.sandbox,
+            trace_prompts=self.trace_prompts,
             **changes,
         )
 

@@ -14,21 +14,30 @@ or an existing cluster at ``ray_address``). A Ray task rebuilds its item from
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, TracebackType
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from ..budget import Budget, Usage
 from ..errors import ConfigError
+from ..jobrunner import (
+    CONFIG_FILE,
+    Progress,
+    ResultsFile,
+    check_same_settings,
+    describe,
+    ray_module,
+    read_rows,
+    refuse_running_loop,
+    run_on_ray,
+)
 from ..repl import sandbox_names
 from .methods import Method, MethodContext, MethodResult, get_method
+from .provenance import environment, task_records
 from .scoring import citation_scores
 from .tasks import Task, get_task
 from .tasks.base import Item, item_id
@@ -48,9 +57,9 @@ __all__ = [
 ]
 
 RESULTS_FILE = "results.jsonl"
-CONFIG_FILE = "config.json"
 TRACE_DIR = "traces"
 DEFAULT_LENGTHS: tuple[int, ...] = (8_000, 32_000, 128_000)
+MIN_LENGTH = 1_000  # tokens: the smallest context every task can build
 ANSWER_CHARS = 2_000  # answers longer than this are cut in results.jsonl
 
 Executor = Literal["local", "ray"]
@@ -81,18 +90,32 @@ class ResultRow:
     #: recall against it (:func:`~recursa.bench.scoring.citation_scores`)
     citation_precision: float | None = None
     citation_recall: float | None = None
+    #: the gold answer as text (JSON for a non-string gold), cut like ``answer``
+    gold: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResultRow:
+        """A row read back; fields an older recursa did not write get their defaults."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{**_OLD_ROW_DEFAULTS, **{k: v for k, v in data.items() if k in known}})
 
     @property
     def key(self) -> tuple[str, str]:
         return self.item, self.method
+
+
+#: Defaults for the required fields that rows written by older versions may lack.
+_OLD_ROW_DEFAULTS: dict[str, Any] = {
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "calls": 0,
+    "seconds": 0.0,
+    "trace": None,
+    "error": None,
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,7 @@ class BenchConfig:
     budget: Budget | None = None
     retry_failed: bool = False
     context_window: int | None = None
+    trace_prompts: str = "cut"  # "full": traces keep whole prompts (for trace export)
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -143,6 +167,7 @@ class BenchConfig:
                 raise ConfigError(f"a benchmark {kind} is given twice: {', '.join(names)}")
         for method in self.methods:
             method.check()
+        _check_lengths(self.tasks, self.lengths)
         # Settings a run would refuse, and a model that cannot be used (no key, bad name),
         # are an error now, not in every row.
         ctx = self.method_context()
@@ -151,7 +176,7 @@ class BenchConfig:
         if self.sub_model is not None:
             ctx.resolve_sub_model()
         if self.executor == "ray":
-            _ray()
+            ray_module()
 
     @property
     def results_path(self) -> Path:
@@ -169,7 +194,21 @@ class BenchConfig:
             max_iterations=self.max_iterations,
             budget=self.budget,
             context_window=self.context_window,
+            trace_prompts=self.trace_prompts,
         )
+
+
+def _check_lengths(tasks: Sequence[Task], lengths: Sequence[int]) -> None:
+    """Every length is one every task can build (before anything runs)."""
+    for length in lengths:
+        if length < MIN_LENGTH:
+            raise ConfigError(f"length {length:,} is too small: the smallest is "
+                              f"{MIN_LENGTH:,} tokens (1k)")  # fmt: skip
+        for task in tasks:
+            limit = getattr(task, "max_length_tokens", None)
+            if callable(limit) and length > (most := limit()):
+                raise ConfigError(f"{task.name} can build at most about {most:,} tokens; "
+                                  f"{length:,} were asked for")  # fmt: skip
 
 
 @dataclass
@@ -204,6 +243,7 @@ def run_bench(
     budget: Budget | None = None,
     retry_failed: bool = False,
     context_window: int | None = None,
+    trace_prompts: str = "cut",
 ) -> BenchSummary:
     """Run every task × length × item × method not yet in ``<out_dir>/results.jsonl``.
 
@@ -211,7 +251,8 @@ def run_bench(
     run (one item, one method). Rows that failed are run again only with
     ``retry_failed``. ``context_window`` (tokens) is the window the baselines cut
     and chunk to, when not the model's own (128K when the model declares none).
-    Blocks; call it outside an event loop.
+    ``trace_prompts="full"`` keeps whole prompts in the traces, for
+    ``recursa trace export --min-score``. Blocks; call it outside an event loop.
     """
     config = BenchConfig(
         tasks=tuple(get_task(t) if isinstance(t, str) else t for t in tasks),
@@ -231,31 +272,30 @@ def run_bench(
         budget=budget,
         retry_failed=retry_failed,
         context_window=context_window,
+        trace_prompts=trace_prompts,
     )
     return execute(config, progress=progress)
 
 
 def execute(config: BenchConfig, *, progress: bool = True) -> BenchSummary:
     """Run a checked :class:`BenchConfig` (see :func:`run_bench`)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise ConfigError("run_bench() was called inside an event loop; call it from a thread")
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    refuse_running_loop("run_bench")
     _check_same_models(config)
     plan = _plan(config)
     summary = BenchSummary(config.results_path, skipped=plan.skipped)
     started = time.monotonic()
-    with _ResultsFile(config.results_path) as out, _Progress(plan.pending, progress) as bar:
+    with (
+        ResultsFile(config.results_path) as out,
+        Progress("bench", plan.pending, progress) as bar,
+    ):
 
         def record(row: ResultRow) -> None:
-            out.write(row)
+            out.write(row.to_dict())
             summary.ran += 1
             summary.failed += row.error is not None
             summary.cost_usd = _add(summary.cost_usd, row.cost_usd)
-            bar.advance(summary)
+            cost = "cost n/a" if summary.cost_usd is None else f"${summary.cost_usd:,.2f}"
+            bar.advance(f"{summary.failed} failed, {cost}")
 
         if config.executor == "ray":
             _run_ray(config, plan, record)
@@ -278,16 +318,16 @@ async def run_one(task: Task, item: Item, method: Method, ctx: MethodContext) ->
     try:
         result = await method.run(item, ctx)
     except Exception as exc:  # recorded in the row: one bad run must not end the bench
-        result = MethodResult("", Usage(), time.monotonic() - started, error=_describe(exc))
+        result = MethodResult("", Usage(), time.monotonic() - started, error=describe(exc))
     score = 0.0
     if result.error is None:
         try:
             score = float(task.score(result.answer, item.gold))
         except Exception as exc:  # a scorer bug is recorded like any other failure
-            result.error = f"scoring failed: {_describe(exc)}"
+            result.error = f"scoring failed: {describe(exc)}"
     return _row(
         task, item.id, _index(item), item.length_tokens, method, ctx, result, score,
-        gold_spans(item),
+        gold_spans(item), _gold_text(item.gold),
     )  # fmt: skip
 
 
@@ -300,7 +340,8 @@ def _row(
     ctx: MethodContext,
     result: MethodResult,
     score: float,
-    gold_spans: list[tuple[int, int]] | None = None,
+    gold_spans: list[tuple[int, ...]] | None = None,
+    gold: str | None = None,
 ) -> ResultRow:
     usage = result.usage
     return ResultRow(
@@ -322,29 +363,33 @@ def _row(
         sub_model=_spec(ctx.sub_model) if ctx.sub_model is not None else None,
         answer=result.answer[:ANSWER_CHARS],
         **_citation_fields(result, gold_spans or []),
+        gold=gold,
     )
 
 
-def gold_spans(item: Item) -> list[tuple[int, int]]:
+def _gold_text(gold: Any) -> str:
+    text = gold if isinstance(gold, str) else json.dumps(gold, ensure_ascii=False, default=str)
+    return text[:ANSWER_CHARS]
+
+
+def gold_spans(item: Item) -> list[tuple[int, ...]]:
     """Where an item's gold answer is in its context, as character spans: the needle of
-    sniah (``needle_offset`` and ``needle`` in its meta), or ``meta["gold_spans"]``."""
+    sniah (``needle_offset`` and ``needle`` in its meta), or ``meta["gold_spans"]``
+    (``[start, end]``, or ``[item, start, end]`` in a list context: browsecomp-lite's
+    evidence documents)."""
     meta = item.meta
     spans = meta.get("gold_spans")
     if isinstance(spans, list):
-        return [(int(a), int(b)) for a, b in spans]
+        return [tuple(int(v) for v in span) for span in spans]
     offset, needle = meta.get("needle_offset"), meta.get("needle")
     if isinstance(offset, int) and isinstance(needle, str):
         return [(offset, offset + len(needle))]
     return []
 
 
-def _citation_fields(result: MethodResult, spans: list[tuple[int, int]]) -> dict[str, float | None]:
+def _citation_fields(result: MethodResult, spans: list[tuple[int, ...]]) -> dict[str, float | None]:
     precision, recall = citation_scores(result.citations, spans)
     return {"citation_precision": precision, "citation_recall": recall}
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _spec(model: Any) -> str:
@@ -382,17 +427,9 @@ def read_results(path: Path) -> list[ResultRow]:
     """The rows of a ``results.jsonl``, the last one for each (item, method); lines that
     are not complete JSON (a run killed mid-write) are ignored."""
     rows: dict[tuple[str, str], ResultRow] = {}
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(data, dict):
-                row = ResultRow.from_dict(data)
-                rows[row.key] = row
+    for data in read_rows(path):
+        row = ResultRow.from_dict(data)
+        rows[row.key] = row
     return list(rows.values())
 
 
@@ -421,106 +458,18 @@ def _plan(config: BenchConfig) -> _Plan:
 
 def _check_same_models(config: BenchConfig) -> None:
     """Refuse to mix results of different models in one directory; record the models."""
-    path = config.out_dir / CONFIG_FILE
-    mine = {"model": config.model, "sub_model": config.sub_model}
-    if path.exists():
-        try:
-            theirs = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            theirs = {}
-        for key, value in mine.items():
-            if key in theirs and theirs[key] != value:
-                raise ConfigError(
-                    f"{config.out_dir} holds results for {key} {theirs[key]!r}, not {value!r}; "
-                    "give another --out directory"
-                )
-    record = {
-        **mine,
-        "base_url": config.base_url,
-        "seed": config.seed,
-        "sandbox": config.sandbox,
-        "max_iterations": config.max_iterations,
-    }
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-
-
-class _ResultsFile:
-    """``results.jsonl`` opened for appending; each row is flushed as it is written."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: IO[str] | None = None
-
-    def __enter__(self) -> _ResultsFile:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        broken_tail = False
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open("rb") as fh:
-                fh.seek(-1, 2)
-                broken_tail = fh.read(1) != b"\n"
-        self._fh = self.path.open("a", encoding="utf-8")
-        if broken_tail:  # a line cut by a crash: end it so the next row starts cleanly
-            self._fh.write("\n")
-        return self
-
-    def write(self, row: ResultRow) -> None:
-        assert self._fh is not None
-        self._fh.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
-        self._fh.flush()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
-class _Progress:
-    """A rich progress bar on stderr (or nothing)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self._bar: Any = None
-        self._task: Any = None
-        if enabled and total:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("[bold]bench[/bold]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._task = self._bar.add_task("", total=total)
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def advance(self, summary: BenchSummary) -> None:
-        if self._bar is None:
-            return
-        cost = "cost n/a" if summary.cost_usd is None else f"${summary.cost_usd:,.2f}"
-        self._bar.update(self._task, advance=1, description=f"{summary.failed} failed, {cost}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+    check_same_settings(
+        config.out_dir,
+        {"model": config.model, "sub_model": config.sub_model},
+        {
+            "base_url": config.base_url,
+            "seed": config.seed,
+            "sandbox": config.sandbox,
+            "max_iterations": config.max_iterations,
+            "environment": environment(),
+            "tasks": task_records(config.tasks, earlier=config.out_dir / CONFIG_FILE),
+        },
+    )
 
 
 # -- local executor ----------------------------------------------------------------------
@@ -559,17 +508,6 @@ class _RayJob:
     ctx: MethodContext
 
 
-def _ray() -> ModuleType:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError(
-            "the ray executor needs the ray package: pip install 'recursa[bench]'"
-        ) from exc
-    module: ModuleType = ray
-    return module
-
-
 _generated: dict[tuple[str, ...], list[Item]] = {}
 _GENERATED_KEPT = 2
 
@@ -601,17 +539,9 @@ def _ray_job(job: _RayJob) -> dict[str, Any]:
 
 
 def _failed_job(job: _RayJob, exc: BaseException) -> ResultRow:
-    result = MethodResult("", Usage(), 0.0, error=_describe(exc))
+    result = MethodResult("", Usage(), 0.0, error=describe(exc))
     ident = item_id(job.task.name, job.length, job.seed, job.index)
     return _row(job.task, ident, job.index, job.length, job.method, job.ctx, result, 0.0)
-
-
-def _config_error(exc: BaseException) -> ConfigError | None:
-    """The ConfigError a Ray task raised (Ray wraps it, usually as a subclass of it)."""
-    for candidate in (exc, getattr(exc, "cause", None)):
-        if isinstance(candidate, ConfigError):
-            return candidate
-    return None
 
 
 def _jobs(config: BenchConfig, plan: _Plan) -> Iterator[_RayJob]:
@@ -622,37 +552,18 @@ def _jobs(config: BenchConfig, plan: _Plan) -> Iterator[_RayJob]:
 
 
 def _run_ray(config: BenchConfig, plan: _Plan, record: Callable[[ResultRow], None]) -> None:
-    ray = _ray()
-    started_here = False
-    if not ray.is_initialized():
-        if config.ray_address:
-            ray.init(address=config.ray_address)
+    jobs = _jobs(config, plan)
+
+    def done(job: _RayJob, outcome: dict[str, Any] | BaseException) -> None:
+        if isinstance(outcome, BaseException):  # the worker died
+            record(_failed_job(job, outcome))
         else:
-            ray.init()
-        started_here = True
-    remote = ray.remote(_ray_job)
-    waiting = deque(_jobs(config, plan))
-    in_flight: dict[Any, _RayJob] = {}
-    try:
-        while waiting or in_flight:
-            while waiting and len(in_flight) < config.concurrency:
-                job = waiting.popleft()
-                in_flight[remote.remote(job)] = job
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
-                job = in_flight.pop(ref)
-                try:
-                    row = ResultRow.from_dict(ray.get(ref))
-                except Exception as exc:  # the item could not be made, or the worker died
-                    if (error := _config_error(exc)) is not None:
-                        raise ConfigError(str(error)) from exc
-                    row = _failed_job(job, exc)
-                record(row)
-    except BaseException:
-        for ref in in_flight:  # do not leave paid-for runs going whose rows nobody writes
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        raise
-    finally:
-        if started_here:
-            ray.shutdown()
+            record(ResultRow.from_dict(outcome))
+
+    run_on_ray(
+        _ray_job,
+        lambda: next(jobs, None),
+        done,
+        concurrency=config.concurrency,
+        address=config.ray_address,
+    )

@@ -220,8 +220,9 @@ def choice_score(pred: str, gold: Any) -> float:
 def citation_scores(
     citations: Sequence[Any], gold_spans: Sequence[Sequence[int]]
 ) -> tuple[float | None, float | None]:
-    """``(precision, recall)`` of an answer's citations against the gold's locations
-    (``[start, end)`` character spans in the context, e.g. sniah's needle).
+    """``(precision, recall)`` of an answer's citations against the gold's locations:
+    ``[start, end)`` character spans in a text context (sniah's needle), or ``[item,
+    start, end)`` in item ``item`` of a list context (browsecomp-lite's documents).
 
     Precision: the share of the citations that the host verified *and* that overlap a
     gold span (``None`` with no citation). Recall: the share of the gold spans that some
@@ -234,6 +235,9 @@ def citation_scores(
         start, end = getattr(c, "start", None), getattr(c, "end", None)
         if not getattr(c, "verified", False) or start is None or end is None:
             return False
+        if len(span) == 3:
+            item, first, last = span
+            return bool(getattr(c, "item", None) == item and start < last and first < end)
         return bool(start < span[1] and span[0] < end)
 
     precision = (

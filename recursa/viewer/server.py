@@ -13,6 +13,12 @@ is still being written shows its new events when the page refreshes:
     ``offset``/``line`` (as returned by the previous answer) only the events
     appended since are sent, which keeps auto-refresh cheap on large traces.
 
+``GET /api/bench``
+    For a ``recursa bench`` output directory (``results.jsonl`` and
+    ``config.json``; :mod:`recursa.viewer.bench`): its newest row per item and
+    method, each naming its trace, and the run's config. The runs on offer are
+    then the traces under its ``traces/``.
+
 ``run`` must be one of the names ``/api/runs`` lists; anything else (a path,
 ``..``, another file) is refused. Requests whose ``Host`` is not a loopback
 name are refused too, so a web page cannot reach the server through DNS
@@ -33,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..events import RunEnd, RunStart, is_event
+from .bench import BENCH_TRACES, is_bench_dir, read_bench
 
 __all__ = ["TraceServer", "make_server", "read_chunk", "run_summary"]
 
@@ -185,7 +192,14 @@ class TraceServer(ThreadingHTTPServer):
         self.trace_path = trace_path.resolve()
         if not self.trace_path.exists():
             raise FileNotFoundError(f"no such trace file or directory: {trace_path}")
+        #: a bench output directory: a grid of its runs, traces from its traces/
+        self.bench = is_bench_dir(self.trace_path)
         super().__init__((HOST, port), _Handler)
+
+    @property
+    def trace_dir(self) -> Path:
+        """Where the traces on offer are: the path, or a bench directory's traces/."""
+        return self.trace_path / BENCH_TRACES if self.bench else self.trace_path
 
     @property
     def url(self) -> str:
@@ -196,7 +210,7 @@ class TraceServer(ThreadingHTTPServer):
         if self.trace_path.is_file():
             return {self.trace_path.name: self.trace_path}
         files: list[tuple[float, Path]] = []
-        for p in self.trace_path.glob("*.jsonl"):
+        for p in self.trace_dir.glob("*.jsonl"):
             try:
                 if p.is_file():
                     files.append((p.stat().st_mtime, p))
@@ -248,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._api_runs()
             elif url.path == "/api/trace":
                 self._api_trace(query)
+            elif url.path == "/api/bench":
+                self._api_bench()
             else:
                 self._error(HTTPStatus.NOT_FOUND, "not found")
         except (BrokenPipeError, ConnectionResetError):
@@ -296,9 +312,21 @@ class _Handler(BaseHTTPRequestHandler):
             {
                 "path": str(self.server.trace_path),
                 "directory": self.server.trace_path.is_dir(),
+                "bench": self.server.bench,
                 "runs": runs,
             }
         )
+
+    def _api_bench(self) -> None:
+        if not self.server.bench:
+            self._error(HTTPStatus.NOT_FOUND, "not a bench directory (results.jsonl, config.json)")
+            return
+        try:
+            payload = read_bench(self.server.trace_path, set(self.server.runs()))
+        except OSError as exc:
+            self._error(HTTPStatus.NOT_FOUND, f"cannot read the bench results: {exc.strerror}")
+            return
+        self._json(payload)
 
     def _api_trace(self, query: dict[str, list[str]]) -> None:
         runs = self.server.runs()

@@ -8,6 +8,7 @@ import pytest
 
 from recursa.bench.scoring import (
     choice_score,
+    citation_scores,
     contains_score,
     normalize_answer,
     oolong_parse,
@@ -18,6 +19,7 @@ from recursa.bench.scoring import (
     sniah_score,
 )
 from recursa.bench.tokens import count_tokens, format_length, parse_length
+from recursa.result import Citation
 
 # --- tokens ---------------------------------------------------------------------------------
 
@@ -205,3 +207,18 @@ def test_choice_score() -> None:
     assert choice_score("Answer: c", "C") == 1.0
     assert choice_score("Answer: B", "C") == 0.0
     assert choice_score("no idea", "C") == 0.0
+
+
+def test_citation_scores_in_list_items() -> None:
+    def cited(item: int, start: int, end: int, verified: bool = True) -> Citation:
+        return Citation("q", f"context[{item}]", start, end, verified, item=item)
+
+    gold = [[3, 0, 500], [7, 0, 400]]  # two evidence documents
+    assert citation_scores([cited(3, 10, 20)], gold) == (1.0, 0.5)
+    assert citation_scores([cited(4, 10, 20)], gold) == (0.0, 0.0)  # another document
+    assert citation_scores([cited(3, 10, 20), cited(7, 0, 5), cited(9, 0, 5)], gold) == (
+        2 / 3,
+        1.0,
+    )
+    assert citation_scores([cited(3, 10, 20, verified=False)], gold) == (0.0, 0.0)
+    assert citation_scores([cited(3, 500, 510)], gold) == (0.0, 0.0)  # just past its end

@@ -16,6 +16,7 @@ from typing import Any
 from recursa.bench.tasks._trec import FILLERS, TEMPLATES
 
 KEY_RE = re.compile(r"special magic (?:number|uuid) for (\S+) mentioned")
+BROWSECOMP_MARK = "The documents describe a fictional world"
 LABEL_PROMPT = "Label this question with its TREC coarse class: "
 
 
@@ -58,7 +59,9 @@ def rlm_root(messages: Sequence[dict[str, Any]]) -> str:
                 "value = llm_query('Which value is given for ' + key + '? Reply with it only.\\n' + snippet)\n"
                 "print(value)\n```"
             )
-        return "FINAL_VAR(value)"
+        return "```repl\nFINAL_VAR(value, cite=(m.start(), m.end()))\n```"
+    if BROWSECOMP_MARK in query:
+        return browsecomp_root(query)
     if turn == 0:
         return (
             "```repl\nfrom collections import Counter\n"
@@ -68,6 +71,20 @@ def rlm_root(messages: Sequence[dict[str, Any]]) -> str:
         )
     pick = "-1" if "least common" in query else "0"
     return f"```repl\nFINAL('Label: ' + counts[{pick}][0])\n```"
+
+
+def browsecomp_root(query: str) -> str:
+    """Finds the document about the entity the question names and cites it; it does not
+    follow the hops, so it answers only the first one (and scores 0)."""
+    return (
+        "```repl\n"
+        f"q = {query!r}\n"
+        "titles = [d.split(chr(10), 1)[0].removeprefix('Title: ') for d in context]\n"
+        "named = max((t for t in titles if t in q), key=len)\n"
+        "i = titles.index(named)\n"
+        "FINAL('It is about ' + named, cite=(i, 0, min(200, len(context[i]))))\n"
+        "```"
+    )
 
 
 def rlm_sub(prompt: str) -> str:

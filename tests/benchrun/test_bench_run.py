@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_two_tasks_four_methods_then_resume(server: ScriptedServer, tmp_path: Pa
     assert "| method | sniah | oolong |" in table
     for method in METHODS:
         assert f"| {method} | " in table
-    assert "| rlm | 100.0 ($" in table
+    assert "| rlm | 100.0 [34.2–100.0] $" in table
     for png in (files.score_plot, files.cost_plot):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -197,3 +198,55 @@ def test_another_model_in_the_same_directory_is_refused(
     bench(server, tmp_path, tasks=["oolong"], methods=["base"], n=1)
     with pytest.raises(ConfigError, match="holds results for model"):
         bench(server, tmp_path, tasks=["oolong"], methods=["base"], n=1, model="openai/gpt-5")
+
+
+@requires("matplotlib")
+def test_citations_are_scored_for_sniah_and_browsecomp(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """The scripted RLM cites sniah's needle, and the one browsecomp-lite document the
+    question names (the first hop's); the baselines cite nothing."""
+    bench(server, tmp_path, tasks=[SNIAHTask(essay_fallback=True), "browsecomp-lite"],
+          methods=["rlm", "base"], lengths=["4k"], n=3)  # fmt: skip
+    rows = {(r.task, r.method, r.index): r for r in read_results(tmp_path / "results.jsonl")}
+    items = get_task("browsecomp-lite").generate(3, 4_000, seed=0)
+    for index, item in enumerate(items):
+        sniah = rows[("sniah", "rlm", index)]
+        assert (sniah.score, sniah.citation_precision, sniah.citation_recall) == (1.0, 1.0, 1.0)
+        assert rows[("sniah", "base", index)].citation_recall == 0.0
+        assert rows[("sniah", "base", index)].citation_precision is None
+        evidence = item.meta["gold_spans"]
+        subjects = {hop[1] for hop in item.meta["hops"]}
+        assert {
+            item.context[i].split("\n")[0][len("Title: ") :] for i, _, _ in evidence
+        } == subjects
+        assert all((start, end) == (0, len(item.context[i])) for i, start, end in evidence)
+        cited = rows[("browsecomp-lite", "rlm", index)]
+        assert cited.error is None and cited.score == 0.0  # it stops after the first hop
+        assert cited.citation_precision == 1.0
+        assert cited.citation_recall == pytest.approx(1 / len(evidence))
+        assert rows[("browsecomp-lite", "base", index)].citation_recall == 0.0
+    table = write_report(tmp_path).table.read_text()
+    assert "cite P % | cite R % |" in table
+    assert re.search(r"\| sniah \| rlm \|.* \| 100\.0 \| 100\.0 \|$", table, re.M)
+
+
+@requires("bm25s", "matplotlib")
+def test_full_prompt_traces_export_the_best_runs(server: ScriptedServer, tmp_path: Path) -> None:
+    """``trace_prompts="full"`` bench traces become a rejection-sampled dataset: only
+    runs scored at or above ``--min-score`` are exported, each with its whole prompts."""
+    from tests.export.test_chat_jsonl import export, read_jsonl
+
+    out = tmp_path / "results"
+    bench(server, out, tasks=["oolong"], methods=["rlm"], trace_prompts="full")
+    rows = read_results(out / "results.jsonl")
+    assert rows and all(r.trace for r in rows)
+    dataset = tmp_path / "sft.jsonl"
+    code, _, stderr = export(out, "--format", "chat-jsonl", "--min-score", "1", "-o", dataset)
+    assert code == 0, stderr
+    examples = read_jsonl(dataset)
+    best = {r.index for r in rows if r.score is not None and r.score >= 1}
+    assert {e["metadata"]["score"] for e in examples} <= {r.score for r in rows if r.index in best}
+    system = examples[0]["messages"][0]
+    assert system["role"] == "system" and "context" in system["content"]
+    assert len(system["content"]) > 200  # whole, not cut at the trace's default 200 chars

@@ -99,7 +99,7 @@ def row(method: str, task: str, length: int, score: float, cost: float | None) -
     return ResultRow(task, length, f"{task}-x", 0, method, score, cost, 1, 1, 1, 0.1, None, None)
 
 
-def test_table_cells_mean_cost_std_and_unpriced() -> None:
+def test_table_cells_mean_cost_interval_and_unpriced() -> None:
     rows = [
         row("rlm", "sniah", 8_000, 1.0, 0.10),
         row("rlm", "sniah", 8_000, 0.5, 0.30),
@@ -107,14 +107,16 @@ def test_table_cells_mean_cost_std_and_unpriced() -> None:
         row("base", "oolong", 32_000, 0.25, 0.002),
     ]
     table = cells(rows)
-    assert table[(8_000, "sniah", "rlm")].text() == "75.0 ($0.20 ± $0.14)"
-    assert table[(8_000, "sniah", "base")].text() == "0.0 (n/a)"
+    rlm = table[(8_000, "sniah", "rlm", "")]
+    assert rlm.cost_mean == pytest.approx(0.20)
+    assert rlm.ci_method == "bootstrap" and rlm.ci_low <= 75.0 <= rlm.ci_high
+    assert table[(8_000, "sniah", "base", "")].text() == "0.0 [0.0–79.3] 2 tok"
     text = table_markdown(rows, models={"model": "openai/gpt-5", "sub_model": None})
     assert "Models: model `openai/gpt-5`." in text
     assert "## 8k tokens (n = 1/2)" in text and "## 32k tokens (n = 1)" in text
     assert "| method | sniah | oolong |" in text
-    assert "| base | 0.0 (n/a) | – |" in text
-    assert "| base | – | 25.0 ($0.0020 ± $0.0000) |" in text
+    assert "| base | 0.0 [0.0–79.3] 2 tok | – |" in text
+    assert "| base | – | 25.0 [25.0–25.0] $0.0020 |" in text
     assert text.index("| base |") < text.index("| rlm |")  # the paper's order
 
 
@@ -148,7 +150,7 @@ def test_cli_runs_and_reports(tmp_path: Path) -> None:
         args += ["--sandbox", "inprocess", "--no-progress"]
         result = CliRunner().invoke(bench, args)
         assert result.exit_code == 0, result.output
-        assert "| rlm | 100.0 ($" in result.stdout
+        assert "| rlm | 100.0 [20.7–100.0] $" in result.stdout
         assert "ran 2 (failed 0), skipped 0" in result.stderr
         assert (out / "table.md").exists() and (out / "score_vs_length.png").exists()
         requests = len(server.requests)

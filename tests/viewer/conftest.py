@@ -465,3 +465,35 @@ def serve_path() -> Iterator[Callable[[Path], tuple[TraceServer, str]]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def bench_dir(tmp_path: Path) -> Path:
+    """A real ``recursa bench`` output directory: sniah at 2k, 3 items, run by ``rlm``
+    (traces, a cited needle), ``rlm-nosub`` (no llm_query: stops on iterations) and
+    ``base`` (no trace), against the scripted local server."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recursa.bench.methods import RLMMethod
+    from recursa.bench.runner import run_bench
+    from recursa.bench.tasks import SNIAHTask
+    from recursa.testing import ScriptedServer
+    from tests.benchrun.script import reply
+
+    out = tmp_path / "bench-out"
+    with ScriptedServer(reply) as server, ThreadPoolExecutor(1) as pool:
+        # in a thread: a test's browser (Playwright) may hold this thread's event loop
+        pool.submit(
+            run_bench,
+            [SNIAHTask(essay_fallback=True)],
+            ["base", "rlm", RLMMethod(name="rlm-nosub", max_depth=0)],
+            "openai/gpt-5-mini",
+            base_url=server.url,
+            lengths=["2k"],
+            n=3,
+            out_dir=out,
+            sandbox="inprocess",
+            progress=False,
+            max_iterations=3,
+        ).result()
+    return out

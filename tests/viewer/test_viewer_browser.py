@@ -250,3 +250,63 @@ def test_python_highlighter_tokens(page: Any, depth2_trace: Path, serve_path: St
     } <= marked
     # names that merely contain keywords stay plain
     assert not {text for cls, text in tokens if cls == "tok-kw"} & {"x", "s", "a"}
+
+
+def test_bench_directory_grid_filters_and_opens_traces(
+    page: Any, expect: Any, bench_dir: Path, serve_path: Start
+) -> None:
+    rows = [json.loads(line) for line in (bench_dir / "results.jsonl").read_text().splitlines()]
+    _, url = serve_path(bench_dir)
+    page.goto(url)
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_selector("#bench-grid .bcell")
+    assert page.locator("#bench").is_visible() and not page.locator(".layout").is_visible()
+    assert page.locator("#banner").is_hidden()  # results.jsonl is not read as a trace
+    grid = page.locator("#bench-grid")
+    assert grid.locator("thead th.bmethod").all_inner_texts() == ["base", "rlm", "rlm-nosub"]
+    assert grid.locator("tbody tr").count() == 3
+    assert "model openai/gpt-5-mini" in page.locator("#bench-about").inner_text()
+    assert "sniah haystack:" in page.locator("#bench-about").inner_text()
+    for row in rows:  # each run in its place, with its score, gold and stop reason
+        line = grid.locator(f"tbody tr[data-item='{row['item']}']")
+        assert line.locator(".bgold").inner_text() == row["gold"]
+        cell = line.locator(f".bcell[data-method='{row['method']}']")
+        assert cell.locator(".bscore").inner_text() == f"{100 * row['score']:.0f}"
+        assert "$" in cell.locator(".bcost").inner_text()  # gpt-5-mini is priced
+        assert (cell.get_attribute("data-trace") is None) == (row["method"] == "base")
+        if row["method"] == "rlm-nosub":
+            assert "stopped: iterations" in cell.inner_text()
+    shot(page, "viewer-bench.png")
+
+    # filters: by method and by score
+    page.select_option("#bench-method", "base")
+    page.select_option("#bench-score", "stopped")
+    expect(grid).to_contain_text("No runs match the filters.")
+    page.select_option("#bench-method", "rlm")
+    page.select_option("#bench-score", "right")
+    expect(grid.locator("tbody tr")).to_have_count(3)
+    assert grid.locator("thead th.bmethod").all_inner_texts() == ["rlm"]
+    assert page.locator("#bench-count").inner_text().startswith("3 items · 3 of 9 runs")
+    page.select_option("#bench-length", "2000")
+    page.select_option("#bench-task", "sniah")
+    expect(grid.locator("tbody tr")).to_have_count(3)
+
+    # a cell opens its trace; the back button returns to the grid as it was
+    cell = grid.locator(".bcell[data-method='rlm']").first
+    name = cell.get_attribute("data-trace")
+    cell.click()
+    page.wait_for_selector("#tree .trow")
+    assert page.locator("#bench").is_hidden() and page.locator("#bench-back").is_visible()
+    assert f"run={name}" in page.evaluate("location.hash")
+    assert "special magic" in page.locator("#summary").inner_text()
+    assert page.locator("#run-picker").input_value() == name
+    page.click("#bench-back")
+    expect(page.locator("#bench")).to_be_visible()
+    assert page.locator("#bench-method").input_value() == "rlm"
+    assert page.evaluate("location.hash") == "#bench"
+
+    # a link to one trace of the bench opens that trace straight away
+    page.goto(f"{url}#run={name}")
+    page.reload()
+    page.wait_for_selector("#tree .trow")
+    assert page.locator("#bench").is_hidden()

@@ -37,7 +37,7 @@ __all__ = [
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        SNIAHTask(),
+        SNIAHTask(essay_fallback=True),
         OolongTask(),
         OolongPairsTask(),
         BrowseCompLiteTask(),

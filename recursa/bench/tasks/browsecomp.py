@@ -548,6 +548,14 @@ _INSTRUCTION = (
 )
 
 
+def _evidence_spans(docs: list[str], hops: list[list[str]]) -> list[list[int]]:
+    """``[doc index, 0, len(doc)]`` for each document that states a hop's fact (the hop's
+    subject's document), in hop order: the gold locations citations are scored against."""
+    by_title = {doc.split("\n", 1)[0].removeprefix("Title: "): i for i, doc in enumerate(docs)}
+    indexes = dict.fromkeys(by_title[subject] for _, subject, _ in hops)
+    return [[i, 0, len(docs[i])] for i in indexes]
+
+
 class BrowseCompLiteTask:
     """Multi-hop questions over ``list[str]`` documents about a generated fictional world.
 
@@ -569,6 +577,8 @@ class BrowseCompLiteTask:
         if unknown or not kinds:
             raise ValueError(f"unknown question kinds {unknown}; choose from {QUESTION_KINDS}")
         self.name = name
+        #: bump when the items for the same (n, length, seed) change
+        self.version = "1"
         self.kinds = kinds
         self.max_docs = max_docs
         self.tokens_per_doc = tokens_per_doc
@@ -605,5 +615,6 @@ class BrowseCompLiteTask:
                 "hops": question.hops,
                 "params": question.params,
                 "n_docs": len(docs),
+                "gold_spans": _evidence_spans(docs, question.hops),
             },
         )

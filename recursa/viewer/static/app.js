@@ -518,8 +518,41 @@
     const data = await fetchJSON("/api/runs");
     state.runs = data.runs;
     state.directory = data.directory;
+    state.bench = Boolean(data.bench);
     state.path = data.path;
     renderPicker();
+  }
+
+  // ------------------------------------------------- a bench directory's grid
+
+  function showBenchGrid() {
+    document.body.dataset.view = "grid";
+    $("#bench").hidden = false;
+    $("#bench-back").hidden = true;
+    setAuto(false);
+    state.run = null;
+    state.error = null;
+    state.warnings = [];
+    state.pending = 0;
+    renderBanner();  // the trace's warnings are not the grid's
+    history.replaceState(null, "", "#bench");
+  }
+
+  async function openBenchTrace(name) {
+    document.body.dataset.view = "trace";
+    $("#bench").hidden = true;
+    $("#bench-back").hidden = false;
+    state.selected = null;
+    for (const set of [state.expanded, state.collapsed, state.open]) set.clear();
+    state.shownIters.clear();
+    state.shownKids.clear();
+    try {
+      await loadRuns();  // traces written since the grid was read
+    } catch (err) {
+      state.error = String(err.message || err);
+    }
+    $("#run-picker").value = name;
+    await openRun(name, false);
   }
 
   async function loadTrace(incremental) {
@@ -674,13 +707,32 @@
       const ok = c.verified === true;
       const where = str(c.source) + (isNum(c.page) ? ` p.${c.page}` : "") +
         (isNum(c.start) && isNum(c.end) ? ` ${c.start}–${c.end}` : "");
+      const quote = el("mark", "cite-quote", snippet(str(c.quote), 400));
+      const inPlace = ok ? citationInPlace(c, quote) : null;
       list.append(el("li", { className: ok ? "citation verified" : "citation unverified", dataset: { n: String(i + 1) } },
         el("span", "cite-n", `[${i + 1}]`),
         el("span", "cite-where mono", where),
-        el("mark", "cite-quote", snippet(str(c.quote), 400)),
+        inPlace || quote,
         ok ? el("span", "cite-status", "verified") : el("span", "cite-status bad", "unverified: " + str(c.reason))));
     });
     return el("div", box, el("span", "label", "citations"), list);
+  }
+
+  // Characters the host keeps on each side of a verified quote (recursa.citations.WINDOW_CHARS).
+  const CITE_WINDOW = 160;
+
+  // A verified quote where it stands: "…before<mark>quote</mark>after…", from the text the
+  // host recorded around it (whitespace flattened, as the quote's snippet is); null for a
+  // trace written before citations carried it.
+  function citationInPlace(c, quote) {
+    if (typeof c.before !== "string" || typeof c.after !== "string") return null;
+    const flat = (s) => s.replace(/\s+/g, " ");
+    const cutBefore = isNum(c.start) && c.start > c.before.length;
+    const cutAfter = c.after.length >= CITE_WINDOW;
+    return el("span", "cite-context",
+      el("span", "cite-before", (cutBefore ? "…" : "") + flat(c.before)),
+      quote,
+      el("span", "cite-after", flat(c.after) + (cutAfter ? "…" : "")));
   }
 
   function contextText(ctx) {
@@ -1449,6 +1501,15 @@
 
   async function refresh() {
     if (state.busy) return;
+    if (document.body.dataset.view === "grid") {
+      try {
+        await window.recursaBench.reload();
+      } catch (err) {
+        state.error = String(err.message || err);
+        renderBanner();
+      }
+      return;
+    }
     try {
       await loadRuns();
     } catch (err) {
@@ -1474,6 +1535,7 @@
 
   function bind() {
     $("#refresh").addEventListener("click", refresh);
+    $("#bench-back").addEventListener("click", showBenchGrid);
     $("#auto-refresh").addEventListener("change", (e) => setAuto(e.target.checked));
     $("#run-picker").addEventListener("change", (e) => {
       state.selected = null;
@@ -1624,6 +1686,17 @@
       renderAll(false);
       return;
     }
+    if (state.bench) {
+      try {
+        await window.recursaBench.init(openBenchTrace);
+      } catch (err) {
+        state.error = String(err.message || err);
+        renderBanner();
+      }
+      if (h.run && state.runs.some((r) => r.name === h.run)) await openBenchTrace(h.run);
+      else showBenchGrid();
+      return;
+    }
     if (!state.runs.length) {
       renderAll(false);
       if (state.directory) setAuto(true);
@@ -1634,6 +1707,9 @@
     await openRun(name, true);
   }
 
-  window.recursaViewer = { state, tokenizePython, buildIndex };
+  window.recursaViewer = {
+    state, tokenizePython, buildIndex,
+    helpers: { el, fmtCost, fmtTok, snippet },  // for bench.js
+  };
   init();
 })();
