@@ -29,8 +29,10 @@ end)`` into an item of a list or dict). They are read back from the context:
 citation is unverified. A span sent with a quote must hold that quote (normalised).
 
 **Items.** In a list context an item is its index (negative counts from the end),
-in a dict context its key; an item that is not a string is cited in its JSON text
-(as the model is told its length); an image item cannot be cited.
+in a dict context its key, in a files context (a folder) a file's name; an item that
+is not a string is cited in its JSON text (as the model is told its length); an image
+item cannot be cited. A file is decoded from the pack only while it is searched, one at
+a time; a verified citation in a file with pages (a PDF) gets its 1-based ``page``.
 
 **Large contexts.** A file context is never read into memory here: it is decoded in
 blocks of :data:`BLOCK_CHARS` characters, each searched with the end of the one before
@@ -42,17 +44,24 @@ the citations of one answer together (a :class:`SearchBudget`, so model code can
 the host spend hours); past that a citation is unverified and says so (quote such text
 exactly). ASCII text is searched at C speed, normalised or not. Each citation of a file
 context reads the file at most three times (exact, normalised, the span read back).
+
+**In place.** A verified citation carries the context's text around it, up to
+:data:`WINDOW_CHARS` characters ``before`` and ``after`` (read with the span, at no
+extra pass), so the viewer can show the quote highlighted where it stands with only
+the trace at hand.
 """
 
 from __future__ import annotations
 
+import bisect
 import codecs
+import dataclasses
 import json
 import re
 import threading
 import unicodedata
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +76,8 @@ MAX_SPAN_CHARS = MAX_QUOTE_CHARS
 BLOCK_CHARS = 1 << 20
 #: Characters of non-ASCII text the normalised search covers per citation.
 MAX_NORMALISED_CHARS = 64 << 20
+#: Characters of the context kept on each side of a verified quote (``before``/``after``).
+WINDOW_CHARS = 160
 
 _TOKEN = re.compile(r"(\s+)|([!-~]+)|(.)", re.S)
 
@@ -207,20 +218,29 @@ def _str_blocks(text: str, block_chars: int = BLOCK_CHARS) -> Iterator[tuple[int
 
 
 class _Text:
-    """One citable text: a str, or a file read in blocks."""
+    """One citable text: a str, a file read in blocks, or a pack's file decoded each time
+    it is read (``load``), so searching a folder holds one file's text at a time."""
 
-    def __init__(self, text: str | None = None, path: Path | None = None) -> None:
-        self.text, self.path = text, path
+    def __init__(
+        self,
+        text: str | None = None,
+        path: Path | None = None,
+        load: Callable[[], str] | None = None,
+    ) -> None:
+        self.text, self.path, self.load = text, path, load
+
+    def _whole(self) -> str | None:
+        return self.text if self.text is not None or self.load is None else self.load()
 
     def blocks(self, block_chars: int) -> Iterator[tuple[int, str]]:
-        if self.text is not None:
-            return _str_blocks(self.text, block_chars)
+        if (text := self._whole()) is not None:
+            return _str_blocks(text, block_chars)
         assert self.path is not None
         return _file_blocks(self.path, block_chars)
 
     def exact(self, search: _Search, block_chars: int) -> tuple[int, int] | None:
-        if self.text is not None:  # in memory already: one search at C speed
-            return search.exact(self.text)
+        if (text := self._whole()) is not None:  # in memory: one search at C speed
+            return search.exact(text)
         return self._scan(search.exact, len(search.quote) - 1, block_chars)
 
     def normalised(self, search: _Search, block_chars: int) -> tuple[int, int] | None:
@@ -240,18 +260,31 @@ class _Text:
             tail, tail_at = window[len(window) - keep :], offset + len(block) - keep
         return None
 
-    def span(self, start: int, end: int, block_chars: int) -> str | None:
-        """``text[start:end]``, or None when the text is shorter than ``end``."""
-        if self.text is not None:
-            return self.text[start:end] if end <= len(self.text) else None
+    def window(self, start: int, end: int, block_chars: int) -> str:
+        """``text[start:end]``, shorter where the text ends first."""
+        if (text := self._whole()) is not None:
+            return text[start:end]
         parts: list[str] = []
         for offset, block in self.blocks(block_chars):
             if offset + len(block) <= start:
                 continue
             parts.append(block[max(0, start - offset) : end - offset])
             if offset + len(block) >= end:
-                return "".join(parts)
-        return None
+                break
+        return "".join(parts)
+
+    def located(
+        self, source: str, item: Any, start: int, end: int, block_chars: int
+    ) -> Citation | None:
+        """The verified citation of ``text[start:end]`` with the text around it, or None
+        when the text is shorter than ``end``."""
+        lo = max(0, start - WINDOW_CHARS)
+        region = self.window(lo, end + WINDOW_CHARS, block_chars)
+        if len(region) < end - lo:
+            return None
+        at, to = start - lo, end - lo
+        before, quote, after = region[:at], region[at:to], region[to:]
+        return Citation(quote, source, start, end, True, item=item, before=before, after=after)
 
 
 def _item_text(value: Any) -> str | None:
@@ -276,6 +309,16 @@ def verify(
     return [verify_one(context, ref, block_chars=block_chars, budget=budget) for ref in refs]
 
 
+def _with_page(context: Context, citation: Citation) -> Citation:
+    """``citation`` with the 1-based page its start is on, in a file that has pages."""
+    if not citation.verified or citation.start is None or context.info.kind != "files":
+        return citation
+    starts = context.page_starts(str(citation.item))
+    if not starts:
+        return citation
+    return dataclasses.replace(citation, page=max(1, bisect.bisect_right(starts, citation.start)))
+
+
 def verify_one(
     context: Context,
     ref: CitationRef,
@@ -297,7 +340,7 @@ def verify_one(
         ((source, item, text),) = candidates
         if text is None:
             return unverified(f"{source} is an image: it has no text to cite", source, item)
-        return _verify_span(ref, source, item, text, block_chars)
+        return _with_page(context, _verify_span(ref, source, item, text, block_chars))
     if not normalised_quote(quote):
         return unverified("the quote is empty")
     search = _Search(quote, budget if budget is not None else SearchBudget())
@@ -306,9 +349,9 @@ def verify_one(
         for source, item, text in texts:
             found = find(text, search, block_chars)
             if found is not None:
-                start, end = found
-                read = text.span(start, end, block_chars) or ""
-                return Citation(read, source, start, end, True, item=item)
+                cited = text.located(source, item, *found, block_chars)
+                if cited is not None:  # a match always lies inside its text
+                    return _with_page(context, cited)
     where = "the context" if len(texts) <= 1 else f"any of the context's {len(texts)} items"
     reason = f"not found in {where}, exactly or normalised"
     if search.gave_up:
@@ -332,10 +375,11 @@ def _verify_span(
     if end - start > MAX_SPAN_CHARS:
         return Citation(quote, source, start, end, False,
                         f"a span is at most {MAX_SPAN_CHARS:,} characters", item=item)  # fmt: skip
-    read = text.span(start, end, block_chars)
-    if read is None:
+    cited = text.located(source, item, start, end, block_chars)
+    if cited is None:
         return Citation(quote, source, start, end, False,
                         f"the span ends past the end of {source}", item=item)  # fmt: skip
+    read = cited.quote
     if (
         ref.quote is not None
         and read != ref.quote
@@ -343,14 +387,14 @@ def _verify_span(
     ):
         return Citation(quote, source, start, end, False,
                             f"the text at {start}:{end} is not the quote", item=item)  # fmt: skip
-    return Citation(read, source, start, end, True, item=item)
+    return cited
 
 
 def _named(context: Context, item: Any) -> tuple[str, Any]:
     """``(source, item)`` as a citation names them."""
     if item is None or context.info.kind == "str":
         return "context", None
-    if context.info.kind == "dict":
+    if context.info.kind in ("dict", "files"):
         return str(item), str(item)
     return f"context[{item}]", item
 
@@ -369,6 +413,8 @@ def _candidates(context: Context, ref: CitationRef) -> list[tuple[str, Any, _Tex
         assert isinstance(value, str)
         return [("context", None, _Text(text=value))]
     value = context.value()
+    if kind == "files":
+        return _file_candidates(value, ref)
     if kind == "list":
         assert isinstance(value, list)
         if ref.item is None:
@@ -392,6 +438,22 @@ def _candidates(context: Context, ref: CitationRef) -> list[tuple[str, Any, _Tex
         if key not in value:
             return f"the context has no key {str(ref.item)[:80]!r}"
     return [(str(key), str(key), _wrap(value[key]))]
+
+
+def _file_candidates(files: Any, ref: CitationRef) -> list[tuple[str, Any, _Text | None]] | str:
+    """The files a citation may be in, each decoded only while it is searched."""
+    assert isinstance(files, Mapping)
+
+    def member(name: str) -> tuple[str, Any, _Text | None]:
+        return name, name, _Text(load=lambda: files[name])
+
+    if ref.item is None:
+        if ref.start is not None:
+            return "the context is files: cite (name, start, end)"
+        return [member(name) for name in files]
+    if str(ref.item) not in files:
+        return f"the context has no file {str(ref.item)[:200]!r}"
+    return [member(str(ref.item))]
 
 
 def _wrap(value: Any) -> _Text | None:

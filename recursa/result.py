@@ -30,7 +30,10 @@ class Citation:
     for a text context, ``"context[3]"`` for item 3 of a list, the key for a dict (a file
     and ``page`` once folder and PDF contexts exist); ``item`` is that index or key
     (``None`` for a text context). ``verified`` is True only when the host found the text
-    in the context itself; otherwise ``reason`` says why not. See
+    in the context itself; otherwise ``reason`` says why not. ``before`` and ``after``
+    are the context's text just around a verified quote (up to
+    :data:`~recursa.citations.WINDOW_CHARS` characters each side, ``None`` when
+    unverified), so a trace shows the quote in place without the context. See
     :mod:`recursa.citations` for how quotes are matched.
     """
 
@@ -42,6 +45,8 @@ class Citation:
     reason: str | None = None
     page: int | None = None
     item: str | int | None = None
+    before: str | None = None
+    after: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +58,8 @@ class Citation:
             "item": self.item,
             "verified": self.verified,
             "reason": self.reason,
+            "before": self.before,
+            "after": self.after,
         }
 
     @classmethod
@@ -67,6 +74,7 @@ class Citation:
 
         item = data.get("item")
         quote, source, reason = data.get("quote"), data.get("source"), data.get("reason")
+        before, after = data.get("before"), data.get("after")  # absent from older traces
         return cls(
             quote=quote if isinstance(quote, str) else "",
             source=source if isinstance(source, str) else "",
@@ -76,6 +84,8 @@ class Citation:
             reason=reason if isinstance(reason, str) else None,
             page=opt_int("page"),
             item=item if isinstance(item, str) or opt_int("item") is not None else None,
+            before=before if isinstance(before, str) else None,
+            after=after if isinstance(after, str) else None,
         )
 
 
@@ -96,6 +106,8 @@ class Result:
     output: Any = None  # the validated object, when an output_type was given
     #: the root's citations, each checked against the context (:class:`Citation`)
     citations: list[Citation] = field(default_factory=list)
+    #: files of the context left out as unreadable: ``{"name": ..., "reason": ...}`` each
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def cost_usd(self) -> float | None:
@@ -116,6 +128,7 @@ class Result:
             "run_id": self.run_id,
             "error": self.error,
             "citations": [c.to_dict() for c in self.citations],
+            "skipped": list(self.skipped),
         }
 
     def _repr_html_(self) -> str:
@@ -130,7 +143,6 @@ HTML_ANSWER_CHARS = 5000
 
 def _result_html(result: Result) -> str:
     from html import escape  # every piece of text below is escaped: answers are untrusted
-    from shlex import quote
 
     def usd(value: float | None) -> str:
         return "unpriced" if value is None else f"${value:.4f}"
@@ -165,15 +177,23 @@ def _result_html(result: Result) -> str:
             for depth, u in sorted(usage.by_depth.items())
         )
         tree = f"<div><b>recursion tree</b><ul style='margin:0'>{lines}</ul></div>"
-    trace = ""
-    if result.trace is not None:
-        path = escape(str(result.trace))
-        trace = (
-            f"<div><b>trace</b> <code>{path}</code>; open it with "
-            f"<code>recursa view {escape(quote(str(result.trace)))}</code></div>"
-        )
+    trace = "" if result.trace is None else trace_link_html(result.trace)
     return (
         "<div class='recursa-result'>"
         f"<pre style='white-space:pre-wrap'>{shown}</pre>"
         f"<table>{rows}</table>{tree}{trace}</div>"
+    )
+
+
+def trace_link_html(path: Path) -> str:
+    """Where a trace is, the command that opens it in the viewer, and the call that shows
+    it in a notebook (a result and :class:`~recursa.notebook.TraceView` say it alike)."""
+    from html import escape
+    from shlex import quote
+
+    shown, command = escape(str(path)), escape(quote(str(path)))
+    return (
+        f"<div><b>trace</b> <code>{shown}</code>; open it with "
+        f"<code>recursa view {command}</code>, or show it here with "
+        f"<code>recursa.notebook.TraceView.load({escape(repr(str(path)))})</code></div>"
     )

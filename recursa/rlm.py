@@ -23,6 +23,7 @@ from .models.base import Model, ModelOptions
 from .models.cache import CacheOption, ResponseCache, open_cache, with_cache
 from .models.registry import resolve
 from .models.source import LiveModels, ModelSource
+from .notebook import cell_progress
 from .repl import sandbox_names
 from .result import NO_SANDBOX, Result, Stopped
 from .sampling import Sampling, SamplingInput
@@ -43,7 +44,9 @@ class RLM:
     ``model`` and ``sub_model`` are ``"provider/name"`` strings or :class:`Model`
     objects; the keyword arguments are the fields of :class:`~recursa.settings.Settings`
     (see there). ``tools`` are host functions shown in the root's REPL (``sub_tools``
-    in children's). :meth:`from_settings` builds one from a ready ``Settings``.
+    in children's); ``sub_call_tools`` are host functions that model code may grant a
+    sub-model, ``llm_query(prompt, tools=["name"])``, and never callables in any REPL.
+    :meth:`from_settings` builds one from a ready ``Settings``.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class RLM:
         max_concurrency: int = 32,
         tools: Mapping[str, Tool] | None = None,
         sub_tools: Mapping[str, Tool] | None = None,
+        sub_call_tools: Mapping[str, Tool] | None = None,
         trace: str | Path | bool | None = None,
         trace_max_chars: int = DEFAULT_MAX_CHARS,
         request_timeout: float = 300.0,
@@ -75,6 +79,8 @@ class RLM:
         max_errors: int | None = None,
         system_prompt: str | None = None,
         require_citations: bool = False,
+        trace_prompts: str = "cut",
+        sub_call_tool_steps: int = 8,
     ) -> None:
         extra: dict[str, Any] = {}
         if max_child_sandboxes is not None:
@@ -91,10 +97,11 @@ class RLM:
                 None if sub_model_settings is None else Sampling.of(sub_model_settings)
             ),
             max_errors=max_errors, system_prompt=system_prompt,
-            require_citations=require_citations,
+            require_citations=require_citations, trace_prompts=trace_prompts,
+            sub_call_tool_steps=sub_call_tool_steps,
             **extra,
         )  # fmt: skip
-        self._configure(settings, ToolSet(tools), ToolSet(sub_tools))
+        self._configure(settings, *tool_sets(tools, sub_tools, sub_call_tools))
 
     @classmethod
     def from_settings(
@@ -103,10 +110,11 @@ class RLM:
         *,
         tools: Mapping[str, Tool] | None = None,
         sub_tools: Mapping[str, Tool] | None = None,
+        sub_call_tools: Mapping[str, Tool] | None = None,
     ) -> RLM:
         """An RLM for ready ``settings`` (what the CLI, serve and bench build)."""
         rlm = cls.__new__(cls)
-        rlm._configure(settings, ToolSet(tools), ToolSet(sub_tools))
+        rlm._configure(settings, *tool_sets(tools, sub_tools, sub_call_tools))
         return rlm
 
     def _configure(
@@ -189,6 +197,7 @@ class RLM:
         output_type: Any = None,
         sinks: Sequence[Sink] = (),
         resume: str | Path | None = None,
+        progress: bool = True,
     ) -> Result:
         """Answer ``query`` over ``context``. Blocks; see :meth:`acompletion`.
 
@@ -196,7 +205,14 @@ class RLM:
         worker thread; ``await rlm.acompletion(...)`` runs it on the caller's loop.
         """
         return run_blocking(
-            self.acompletion(query, context, output_type=output_type, sinks=sinks, resume=resume)
+            self.acompletion(
+                query,
+                context,
+                output_type=output_type,
+                sinks=sinks,
+                resume=resume,
+                progress=progress,
+            )
         )
 
     async def acompletion(
@@ -207,6 +223,7 @@ class RLM:
         output_type: Any = None,
         sinks: Sequence[Sink] = (),
         resume: str | Path | None = None,
+        progress: bool = True,
     ) -> Result:
         """Answer ``query`` over ``context`` (a str, Path, list[str] or dict).
 
@@ -214,6 +231,9 @@ class RLM:
         JSON Schema dict) the final answer must validate; ``result.output`` holds it.
         ``resume`` is the trace of a stopped run of the same query and context: what it
         recorded is replayed at no cost (rebuilding the REPL), then the run goes on live.
+        In a Jupyter kernel the cell shows the run's live progress (:mod:`recursa.notebook`)
+        unless ``progress=False``; elsewhere ``progress`` changes nothing (the CLI draws its
+        own, ``--progress``).
         """
         check_query(query)
         ctx = context if isinstance(context, Context) else Context(context)
@@ -222,17 +242,18 @@ class RLM:
             from .resume import resuming  # reads traces: imported only when resuming
 
             models = resuming(self._models, resume)
-        run = self.new_run(sinks, models=models)
-        root = Node.root(run, query, ctx)
         output = None
         if output_type is not None:
             from .output import OutputSpec  # imports pydantic: only for typed answers
 
             output = OutputSpec(output_type)
-        try:
-            return await run.execute(root, lambda: root.solve(output))
-        finally:
-            ctx.cleanup()
+        with cell_progress(progress) as shown:
+            run = self.new_run([*sinks, *shown], models=models)
+            root = Node.root(run, query, ctx)
+            try:
+                return await run.execute(root, lambda: root.solve(output))
+            finally:
+                ctx.cleanup()
 
     def new_run(self, sinks: Sequence[Sink] = (), *, models: ModelSource | None = None) -> Run:
         """The engine's state for one completion with these settings, models and tools."""
@@ -247,6 +268,17 @@ class RLM:
     def session(self, context: ContextInput) -> Session:
         """A conversation over one REPL: many queries, variables kept between them."""
         return Session(self, context)
+
+
+def tool_sets(
+    tools: Mapping[str, Tool] | None,
+    sub_tools: Mapping[str, Tool] | None,
+    sub_call_tools: Mapping[str, Tool] | None,
+) -> tuple[ToolSet, ToolSet]:
+    """The root's and the children's tools, each carrying the tools their sub-calls may
+    be granted (``sub_call_tools``: never callables in a REPL)."""
+    sub_call = ToolSet(sub_call_tools)
+    return ToolSet(tools, sub_call=sub_call), ToolSet(sub_tools, sub_call=sub_call)
 
 
 def _live_models(settings: Settings, cache: ResponseCache | None) -> LiveModels:

@@ -85,8 +85,8 @@ def test_verified_and_unverified_citations_through_the_api(sandbox: str, serve: 
         ("", "context", 150, 1000, False),
         ("Log 2024-03-01", "context", 52, 66, False),
     ]
-    reasons = [c.reason for c in result.citations]
-    assert reasons[:4] == [None] * 4
+    reasons = [c.reason or "" for c in result.citations]
+    assert reasons[:4] == [""] * 4
     assert "not found" in reasons[4] and "past the end" in reasons[5]
     assert "is not the quote" in reasons[6]
     # cite() returned the cited text; the REPL was told which citations failed
@@ -97,6 +97,7 @@ def test_verified_and_unverified_citations_through_the_api(sandbox: str, serve: 
     assert result.to_dict()["citations"][0] == {
         "quote": "the backup job failed on host db-7", "source": "context", "start": first,
         "end": first + 34, "page": None, "item": None, "verified": True, "reason": None,
+        "before": CONTEXT[:first], "after": CONTEXT[first + 34 :],  # all of this short text
     }  # fmt: skip
 
 
@@ -260,6 +261,7 @@ def test_the_cli_prints_citations_and_json_has_them(
     assert obj["citations"][0] == {
         "quote": "failed on host db-7", "source": "context", "start": start,
         "end": start + 19, "page": None, "item": None, "verified": True, "reason": None,
+        "before": CONTEXT[:start], "after": CONTEXT[start + 19 :],
     }  # fmt: skip
     assert obj["citations"][1]["verified"] is False and obj["exit_code"] == 0
 
@@ -318,9 +320,9 @@ def test_a_big_file_context_is_searched_across_block_boundaries(
 def test_the_cli_marks_an_item_of_a_text_context_unverified(
     serve: Any, tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
-    """A file given with -c is text (a .json one too): an (item, quote) citation names no
-    item of it, and is printed marked unverified, with the reason."""
-    path = tmp_path / "docs.json"
+    """A file given with -c is text: an (item, quote) citation names no item of it, and is
+    printed marked unverified, with the reason."""
+    path = tmp_path / "docs.txt"
     path.write_text(json.dumps({"a.txt": "alpha", "b.txt": "the beta file"}))
     server = serve(http_router([code("FINAL('b', cite=[('b.txt', 'BETA file'), 'BETA file'])")]))
     proc = run_cli(cli(server, path, "inprocess"), clean_env)

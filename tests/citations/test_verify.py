@@ -5,11 +5,13 @@ text at its offsets; nothing outside the context ever verifies."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from recursa.citations import (
     MAX_SPAN_CHARS,
+    WINDOW_CHARS,
     SearchBudget,
     normalise,
     normalised_quote,
@@ -27,7 +29,7 @@ TEXT = (
 )
 
 
-def check(context: Context, ref: Ref, **kw: int) -> Citation:
+def check(context: Context, ref: Ref, **kw: Any) -> Citation:
     c = verify_one(context, ref, **kw)
     if c.verified:  # the quote is always the context's own text at its offsets
         assert c.start is not None and c.end is not None
@@ -38,8 +40,10 @@ def check(context: Context, ref: Ref, **kw: int) -> Citation:
 
             source = json.dumps(source, ensure_ascii=False)
         assert source[c.start : c.end] == c.quote
+        assert c.before == source[max(0, c.start - WINDOW_CHARS) : c.start]
+        assert c.after == source[c.end : c.end + WINDOW_CHARS]
     else:
-        assert c.reason
+        assert c.reason and c.before is None and c.after is None
     return c
 
 
@@ -51,7 +55,7 @@ def test_an_exact_quote_is_located() -> None:
 def test_a_quote_that_appears_twice_is_the_first_occurrence() -> None:
     c = check(Context(TEXT), Ref("The tenant pays rent monthly"))
     assert (c.start, c.end) == (10, 38)
-    assert TEXT.index("The tenant pays rent monthly", 11) > c.start  # there is a second one
+    assert TEXT.index("The tenant pays rent monthly", 11) > 10  # there is a second one
 
 
 def test_an_exact_occurrence_wins_over_an_earlier_normalised_one() -> None:
@@ -146,8 +150,23 @@ def test_a_file_is_searched_in_blocks_across_their_boundaries(tmp_path: Path) ->
         assert uni.verified and uni.quote == "ünïcode ﬁnal", block
         span = verify_one(context, Ref(start=990, end=1005), block_chars=block)
         assert span.quote == body[990:1005]
+        assert (span.before, span.after) == (body[830:990], body[1005:1165]), block
+        tail = verify_one(context, Ref("z" * 50), block_chars=block)  # the text ends first
+        at = len(body) - 50
+        assert (tail.start, tail.before, tail.after) == (at, body[at - 160 : at], ""), block
         assert not verify_one(context, Ref(start=0, end=len(body) + 1), block_chars=block).verified
         assert not verify_one(context, Ref("needle is there"), block_chars=block).verified
+
+
+def test_a_verified_quote_carries_the_text_around_it() -> None:
+    text = "a" * 300 + "The needle." + "b" * 300
+    c = check(Context(text), Ref("the NEEDLE"))  # normalised: the window is the original's
+    assert (c.before, c.quote, c.after) == ("a" * 160, "The needle", "." + "b" * 159)
+    head = check(Context(text), Ref(start=0, end=5))  # the text starts first
+    assert (head.before, head.after) == ("", "a" * 160)
+    item = check(Context(["short", "x" * 20 + "key" + "y" * 5]), Ref("key"))
+    assert (item.before, item.after) == ("x" * 20, "y" * 5)  # the item's text, not the list's
+    assert check(Context(text), Ref("no such needle")).before is None
 
 
 def test_verify_keeps_order() -> None:
