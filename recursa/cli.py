@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import __version__
+from .cli_context import context_options, read_context
 from .cli_options import (
     EXIT_FAILED,
     EXIT_STOPPED,
@@ -26,12 +27,12 @@ from .cli_options import (
     budget_given,
     exit_codes,
     fail,
-    path_or_default,
     rlm_options,
     settings_from_options,
     stop_signals_interrupt,
     stopped_by_signal,
 )
+from .config_cli import trace_changes
 from .errors import ConfigError, RecursaError
 
 if TYPE_CHECKING:
@@ -41,15 +42,6 @@ if TYPE_CHECKING:
     from .result import Citation
     from .rlm import RLM
     from .tools import Tool
-
-
-def _read_context(value: str) -> Any:
-    """``-``: standard input, checked as UTF-8 text; else the file at ``value``."""
-    if value == "-":
-        from .context import text_from_bytes
-
-        return text_from_bytes(sys.stdin.buffer.read(), "standard input")
-    return Path(value)
 
 
 def _recorded_query(trace: Path) -> str | None:
@@ -72,13 +64,25 @@ def _replay_settings(trace: Path, options: dict[str, Any]) -> tuple[Recording, d
     changes: dict[str, Any] = {"model": root, "sub_model": sub}
     recorded = recording.settings
     given = click.get_current_context().get_parameter_source
-    if recorded.max_depth is not None and given("max_depth") is ParameterSource.DEFAULT:
+    # a value from the config file or a RECURSA_* variable yields to the recorded one
+    if recorded.max_depth is not None and given("max_depth") is not ParameterSource.COMMANDLINE:
         changes["max_depth"] = recorded.max_depth
-    if recorded.max_iterations is not None and given("max_iterations") is ParameterSource.DEFAULT:
+    if (
+        recorded.max_iterations is not None
+        and given("max_iterations") is not ParameterSource.COMMANDLINE
+    ):
         changes["max_iterations"] = recorded.max_iterations
     if recorded.budget is not None and not budget_given(options):
         changes["budget"] = recorded.budget
     return recording, changes
+
+
+def _on_command_line(*names: str) -> bool:
+    """Whether any of these options was given as a flag (not by the config or env)."""
+    from click.core import ParameterSource
+
+    given = click.get_current_context().get_parameter_source
+    return any(given(name) is ParameterSource.COMMANDLINE for name in names)
 
 
 def _load_schema(path: str) -> dict[str, Any]:
@@ -95,34 +99,40 @@ def _load_schema(path: str) -> dict[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="recursa")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """recursa: Recursive Language Models.
 
     An RLM answers a question about a text far longer than any model's context
     window. The text is loaded as `context` in a sandboxed Python REPL; a root
     model writes code to search and split it and calls sub-models on pieces.
+    Defaults come from `recursa config path` and RECURSA_* variables.
     """
+    from .config_cli import apply_config
+
+    apply_config(ctx)
 
 
 def build_rlm(
-    options: dict[str, Any], *, tools: dict[str, Tool] | None = None, **changes: Any
+    options: dict[str, Any],
+    *,
+    tools: dict[str, Tool] | None = None,
+    sub_call_tools: dict[str, Tool] | None = None,
+    **changes: Any,
 ) -> RLM:
     """An RLM from the shared run options, ``changes`` (command-specific Settings
     fields: ``trace``, a replay's models) applied on top."""
     from .rlm import RLM
 
-    return RLM.from_settings(settings_from_options(options, **changes), tools=tools)
+    settings = settings_from_options(options, **changes)
+    return RLM.from_settings(settings, tools=tools, sub_call_tools=sub_call_tools)
 
 
 @main.command()
 @click.argument("query", required=False)
-@click.option(
-    "--context",
-    "-c",
-    "context_arg",
-    required=True,
-    metavar="FILE|-",
-    help="The long input: a UTF-8 text file, or - for standard input.",
+@context_options(
+    "The long input: a text file, a folder, a glob, or - for standard input (the default "
+    "when input is piped); repeat for several. PDF/DOCX need recursa[docs]."
 )
 @rlm_options()
 @click.option(
@@ -132,7 +142,17 @@ def build_rlm(
     metavar="FILE",
     is_flag=False,
     flag_value="",
-    help="Write the trajectory as JSONL (no FILE: ./recursa-runs/).",
+    help="Write the trajectory as JSONL to FILE (default: a new file in the runs "
+    "directory, see `recursa runs`).",
+)
+@click.option("--no-trace", is_flag=True, help="Write no trace.")
+@click.option(
+    "--trace-prompts",
+    type=click.Choice(["cut", "full"]),
+    default="cut",
+    show_default=True,
+    help="full: keep every prompt whole in the trace (for `recursa trace export "
+    "--format chat-jsonl`); cut: prompts cut short, a small trace.",
 )
 @click.option(
     "--resume",
@@ -160,6 +180,14 @@ def build_rlm(
     help="A dict of host functions to expose in the REPL (they run in this process).",
 )
 @click.option(
+    "--sub-call-tools",
+    "sub_call_tools_target",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="A dict of host functions that sub-calls may be granted with "
+    "llm_query(prompt, tools=[name]); never callable in the REPL itself.",
+)
+@click.option(
     "--schema",
     "schema_file",
     default=None,
@@ -174,11 +202,17 @@ def build_rlm(
 )
 def run(
     query: str | None,
-    context_arg: str,
+    context_args: tuple[str, ...],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    encoding: str | None,
     trace: str | None,
+    no_trace: bool,
+    trace_prompts: str,
     resume: Path | None,
     replay: Path | None,
     tools_target: str | None,
+    sub_call_tools_target: str | None,
     schema_file: str | None,
     as_json: bool,
     progress: bool | None,
@@ -195,9 +229,11 @@ def run(
     Examples:
       recursa run "Who is the murderer?" -c novel.txt
       recursa run "List every date" -c log.txt -m openai/gpt-5-mini --budget-usd 0.50
-      cat notes.txt | recursa run "Summarise" -c - --json --temperature 0
+      recursa run "Which contract has a penalty clause?" -c contracts/ --include "*.pdf"
+      cat notes.txt | recursa run "Summarise" --json --temperature 0
     """
     from .progress import progress_sinks
+    from .resume_hint import TraceWatch, resume_hint
     from .tools import load_tools
 
     report = _json_failure if as_json else None
@@ -210,10 +246,10 @@ def run(
     show_progress = progress if progress is not None else not as_json
     recording = None
     with exit_codes(report=report):
-        context = _read_context(context_arg)
+        context = read_context(context_args, include=include, exclude=exclude, encoding=encoding)
         changes: dict[str, Any] = {}
         if replay is not None:
-            if options["model"] or options["sub_model"] or options["base_url"]:
+            if _on_command_line("model", "sub_model", "base_url"):
                 fail(
                     "--replay takes the models from the trace: drop --model/--sub-model/--base-url",
                     EXIT_USAGE,
@@ -221,14 +257,28 @@ def run(
                 )
             recording, changes = _replay_settings(replay, options)
         schema = _load_schema(schema_file) if schema_file else None
+        sub_call_tools = None
+        if sub_call_tools_target:
+            sub_call_tools = load_tools(sub_call_tools_target, flag="--sub-call-tools")
         rlm = build_rlm(
             options,
             tools=load_tools(tools_target) if tools_target else None,
-            trace=path_or_default(trace),
+            sub_call_tools=sub_call_tools,
+            trace_prompts=trace_prompts,
+            **trace_changes(trace, no_trace),
             **changes,
         )
-        with progress_sinks(show_progress) as sinks:
-            result = rlm.completion(query, context, output_type=schema, sinks=sinks, resume=resume)
+        watch = TraceWatch()
+        try:
+            with progress_sinks(show_progress) as sinks:
+                result = rlm.completion(
+                    query, context, output_type=schema, sinks=[*sinks, watch], resume=resume
+                )
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: say how to go on
+            hint = resume_hint(watch, sys.argv)
+            if hint:
+                click.echo(hint, err=True)
+            raise
         if recording is not None:
             recording.verify()
     code = EXIT_STOPPED if result.stopped else 0
@@ -249,7 +299,8 @@ def run(
 
 #: The keys of ``recursa run --json``'s object (a Result's, plus ``exit_code``).
 _RESULT_KEYS = ("answer", "usage", "cost_usd", "iterations", "depth_reached", "stopped",
-                "trace", "isolation", "duration_s", "run_id", "error", "citations")  # fmt: skip
+                "trace", "isolation", "duration_s", "run_id", "error", "citations",
+                "skipped")  # fmt: skip
 #: The most characters of a quote printed under the answer (``--json`` has it whole).
 _QUOTE_CHARS = 200
 
@@ -275,20 +326,14 @@ def _json_failure(message: str, code: int) -> None:
         stopped="interrupted" if code > 128 else "error",  # 128 + N: stopped by signal N
         error=message,
         citations=[],
+        skipped=[],
         exit_code=code,
     )
     click.echo(json.dumps(failure, ensure_ascii=False))
 
 
 @main.command()
-@click.option(
-    "--context",
-    "-c",
-    "context_arg",
-    required=True,
-    metavar="FILE",
-    help="The long input the conversation is about.",
-)
+@context_options("The long input the conversation is about: a file, a folder or a glob.")
 @rlm_options()
 @click.option(
     "--trace",
@@ -297,9 +342,19 @@ def _json_failure(message: str, code: int) -> None:
     metavar="FILE",
     is_flag=False,
     flag_value="",
-    help="Write each answer's trajectory (no FILE: ./recursa-runs/).",
+    help="Write each answer's trajectory to FILE (default: new files in the runs "
+    "directory, see `recursa runs`).",
 )
-def chat(context_arg: str, trace: str | None, **options: Any) -> None:
+@click.option("--no-trace", is_flag=True, help="Write no trace.")
+def chat(
+    context_args: tuple[str, ...],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    encoding: str | None,
+    trace: str | None,
+    no_trace: bool,
+    **options: Any,
+) -> None:
     """Ask question after question over one context; REPL variables are kept.
 
     Type a question and press Enter (Esc-Enter for a new line in it). Ctrl-C cancels
@@ -312,11 +367,14 @@ def chat(context_arg: str, trace: str | None, **options: Any) -> None:
       recursa chat -c contract.txt -m openai/gpt-5-mini
       recursa chat -c logs.txt --base-url http://localhost:8000/v1 -m Qwen/Qwen3-8B
     """
-    if context_arg == "-":
+    if "-" in context_args:
         fail("chat reads questions from standard input: give --context a file", EXIT_USAGE)
     with exit_codes():
-        rlm = build_rlm(options, trace=path_or_default(trace))
-        session = rlm.session(_read_context(context_arg))
+        context = read_context(
+            context_args, include=include, exclude=exclude, encoding=encoding, stdin=False
+        )
+        rlm = build_rlm(options, **trace_changes(trace, no_trace))
+        session = rlm.session(context)
     interactive = sys.stdin.isatty()
     received: list[int] = []  # SIGTERM / SIGHUP end the session
     try:
@@ -416,7 +474,7 @@ def _chat_command(session: Any, command: str) -> str | None:
         click.echo(_totals(session))
     elif name == "/trace":
         last = session.results[-1].trace if session.results else None
-        click.echo(str(last) if last else "(no trace: start the chat with --trace)")
+        click.echo(str(last) if last else "(no trace: the chat was started with --no-trace)")
     else:
         click.echo(f"unknown command {name}; /help lists them", err=True)
     return None
@@ -433,7 +491,7 @@ def _totals(session: Any) -> str:
 
 
 @main.command()
-@click.argument("trace", required=False, type=click.Path(path_type=Path))
+@click.argument("trace", required=False)
 @click.option(
     "--port",
     default=0,
@@ -441,23 +499,25 @@ def _totals(session: Any) -> str:
     help="Port on 127.0.0.1 (default: a free one).",
 )
 @click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
-def view(trace: Path | None, port: int, no_browser: bool) -> None:
-    """Open the trajectory viewer on TRACE (a .jsonl file or a directory of them).
+def view(trace: str | None, port: int, no_browser: bool) -> None:
+    """Open the trajectory viewer on TRACE (a .jsonl file, a directory of them, or a
+    run id or id prefix from `recursa runs`).
 
-    Without TRACE it shows the runs under ./recursa-runs/. The page is served on
+    Without TRACE it opens the latest run in the runs directory. The page is served on
     127.0.0.1 only; Ctrl-C stops it.
 
     \b
     Examples:
+      recursa view
+      recursa view 3f2a
       recursa view run.jsonl
       recursa view bench-out/traces --port 8800 --no-browser
     """
-    from .settings import DEFAULT_TRACE_DIR
+    from .runs_cli import resolve_view_target
     from .viewer import serve
 
-    path = trace or DEFAULT_TRACE_DIR
-    if not path.exists():
-        fail(f"{path}: no such file or directory", EXIT_USAGE)
+    with exit_codes():
+        path = resolve_view_target(trace)
     with exit_codes(os_error=f"cannot serve on port {port}"):
         serve(path, port=port, open_browser=not no_browser)
 
@@ -468,32 +528,94 @@ def trace_group() -> None:
 
 
 @trace_group.command(name="export")
-@click.argument("trace", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("traces", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--otlp",
     "endpoint",
-    required=True,
+    default=None,
     metavar="ENDPOINT",
-    help="OTLP/HTTP collector, e.g. http://localhost:4318 (needs recursa[otel]).",
+    help="Send one trace to an OTLP/HTTP collector, e.g. http://localhost:4318 "
+    "(needs recursa[otel]).",
+)
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["chat-jsonl"]),
+    default=None,
+    help="Write training data: one chat example per model request (needs traces "
+    "recorded with --trace-prompts full).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where --format writes (required with it).",
+)
+@click.option(
+    "--per",
+    type=click.Choice(["request", "root-turn"]),
+    default="request",
+    show_default=True,
+    help="request: every model request (sub-calls too); root-turn: only RLM node turns.",
+)
+@click.option("--only-answered", is_flag=True, help="Only runs that ended with an answer.")
+@click.option(
+    "--min-score",
+    type=float,
+    default=None,
+    help="For bench directories: only runs scored at least this (rejection sampling).",
 )
 @click.option(
     "--content",
     is_flag=True,
-    help="Also export prompts, answers and code (off by default: they may be private).",
+    help="With --otlp: also export prompts, answers and code (off by default: they may "
+    "be private).",
 )
-def trace_export(trace: Path, endpoint: str, content: bool) -> None:
-    """Send a trace to OpenTelemetry: one span per node, model call and cell.
+def trace_export(
+    traces: tuple[Path, ...],
+    endpoint: str | None,
+    export_format: str | None,
+    output: Path | None,
+    per: str,
+    only_answered: bool,
+    min_score: float | None,
+    content: bool,
+) -> None:
+    """Export traces: to OpenTelemetry (--otlp: one span per node, model call and cell),
+    or as training data (--format chat-jsonl). TRACES are trace files; with
+    --format they may also be bench directories (results.jsonl and traces/).
 
     \b
     Examples:
       recursa trace export run.jsonl --otlp http://localhost:4318
       recursa trace export run.jsonl --otlp http://collector:4318 --content
+      recursa trace export runs/*.jsonl --format chat-jsonl -o train.jsonl --only-answered
+      recursa trace export bench-out --format chat-jsonl -o sft.jsonl --min-score 1
     """
-    from .otel import export_trace
+    if (endpoint is None) == (export_format is None):
+        fail("give exactly one of --otlp ENDPOINT or --format chat-jsonl", EXIT_USAGE)
+    if endpoint is not None:
+        if len(traces) != 1 or traces[0].is_dir():
+            fail("--otlp exports one trace file", EXIT_USAGE)
+        from .otel import export_trace
+
+        with exit_codes():
+            summary = export_trace(traces[0], endpoint, include_content=content)
+        click.echo(f"exported {summary.spans} spans (trace id {summary.trace_id})")
+        return
+    if output is None:
+        fail("--format chat-jsonl needs -o OUT.jsonl", EXIT_USAGE)
+    from .trace_export import export_chat_jsonl
 
     with exit_codes():
-        summary = export_trace(trace, endpoint, include_content=content)
-    click.echo(f"exported {summary.spans} spans (trace id {summary.trace_id})")
+        written = export_chat_jsonl(
+            list(traces), output, per=per, only_answered=only_answered, min_score=min_score,
+        )  # fmt: skip
+    click.echo(
+        f"wrote {written.examples} examples from {written.runs} runs to {output}"
+        + (f" ({written.skipped} runs left out)" if written.skipped else "")
+    )
 
 
 @main.command()
@@ -636,7 +758,11 @@ def serve(
     "--seed", default=0, show_default=True, type=int, help="Which generated document and question."
 )
 @rlm_options(
-    "model", model={"help": "Model to run (default: the embedded local/qwen2.5-coder-0.5b)."}
+    "model",
+    model={
+        "help": "Model to run (default: the embedded local/qwen2.5-coder-0.5b).",
+        "envvar": None,  # the demo is offline: $RECURSA_MODEL does not send it to a provider
+    },
 )
 @click.option(
     "--tokens",
@@ -645,14 +771,14 @@ def serve(
     type=click.IntRange(min=10_000),
     help="Length of the generated document, in tokens (4 characters each).",
 )
-@rlm_options("sandbox")
+@rlm_options("sandbox", sandbox={"envvar": None})
 @click.option(
     "--trace",
     "trace",
     default=None,
     metavar="FILE",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the trajectory (default: ./recursa-runs/).",
+    help="Where to write the trajectory (default: a new file in the runs directory).",
 )
 def demo(seed: int, model: str | None, tokens: int, sandbox: str, trace: Path | None) -> None:
     """Answer a question over a generated million-token document, offline.
@@ -666,14 +792,15 @@ def demo(seed: int, model: str | None, tokens: int, sandbox: str, trace: Path | 
       recursa demo --seed 3 --tokens 200000 --trace demo.jsonl
     """
     from .demo import DEFAULT_MODEL, print_demo, run_demo
+    from .progress import progress_sinks
 
     def say(line: str) -> None:
         click.echo(f"recursa demo: {line}", err=True)
 
-    with exit_codes():
+    with exit_codes(), progress_sinks(True) as sinks:
         result = run_demo(
             seed=seed, model=model or DEFAULT_MODEL, tokens=tokens, trace=trace,
-            sandbox=sandbox, progress=say,
+            sandbox=sandbox, progress=say, sinks=sinks,
         )  # fmt: skip
     print_demo(result)
     if not result.correct:
@@ -714,6 +841,33 @@ def _register_models() -> None:
 
 
 _register_models()
+
+
+def _register_config() -> None:
+    from .config_cli import config_group
+
+    main.add_command(config_group)
+
+
+_register_config()
+
+
+def _register_runs() -> None:
+    from .runs_cli import runs_group
+
+    main.add_command(runs_group)
+
+
+_register_runs()
+
+
+def _register_batch() -> None:
+    from .batch_cli import batch
+
+    main.add_command(batch)
+
+
+_register_batch()
 
 
 def entry() -> NoReturn:

@@ -309,7 +309,7 @@ def build_server(asker: Asker) -> Any:
     "--trace-dir",
     default=None,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write one JSONL trace per call here (default: ./recursa-runs).",
+    help="Write one JSONL trace per call here (default: the runs directory).",
 )
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
 def mcp_command(

@@ -47,6 +47,10 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "recursa.result",
         "recursa.guards",
         "recursa.citations",  # checks citations against a context: pure, on the host
+        "recursa.config",  # the config file and the runs directory: where, what it may say
+        "recursa.runs",  # the log of runs: each trace summarised from its two ends
+        "recursa.pack",  # many documents into one file a sandbox maps
+        "recursa.sources.*",  # the user's files: discovery, text, documents, records
         # The REPL's contract: the Sandbox protocol and its data types, the host <->
         # REPL messages, and the REPL runtime (the last two stdlib-only, copied into
         # sandboxes). Prompts and tools describe the REPL with them.
@@ -59,6 +63,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "recursa.repl.*",
         "recursa.recording",
         "recursa.resume",
+        "recursa.subcall_tools",  # the function-calling loop of a sub-call given tools
     ),
     2: ("recursa.engine.*",),  # the engine: runs a tree of nodes over the parts
     3: (  # the facade: what `from recursa import ...` offers
@@ -66,19 +71,29 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "recursa.session",
         "recursa.replay",
         "recursa",
+        "recursa.notebook",  # a run's live progress in a notebook cell; a trace as HTML
+        # the live progress display: the CLI draws it, and the facade in a notebook
+        "recursa.progress",
     ),
     4: (  # surfaces over the facade
         "recursa.cli",
+        "recursa.trace_export",  # traces as training data (chat JSONL)
         "recursa.cli_options",
+        "recursa.cli_context",
         "recursa.cache_cli",
         "recursa.models_cli",
+        "recursa.config_cli",
+        "recursa.runs_cli",
         "recursa.mcp_server",
         "recursa.serve.*",
         "recursa.bench.*",
+        "recursa.batch",  # one RLM run per line of a JOBS.jsonl file, resumable
+        "recursa.batch_cli",
+        "recursa.jobrunner",  # what bench and batch share: results file, progress, Ray
         "recursa.demo",
         "recursa.viewer.*",
         "recursa.otel",
-        "recursa.progress",
+        "recursa.resume_hint",  # the --resume command printed when a run is interrupted
         "recursa.testing",
         "recursa.__main__",
     ),
