@@ -20,6 +20,7 @@ from .cli_options import (
     RUN_OPTIONS,
     budget_from_options,
     exit_codes,
+    job_options,
     rlm_options,
     settings_from_options,
 )
@@ -27,28 +28,10 @@ from .cli_options import (
 
 @click.command()
 @click.argument("jobs_file", metavar="JOBS.jsonl", type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for results.jsonl, traces/ and summary.json. A rerun resumes.",
+@job_options(
+    out_help="Directory for results.jsonl, traces/ and summary.json. A rerun resumes.",
+    concurrency_help="Jobs running at once.",
 )
-@click.option(
-    "--concurrency",
-    default=4,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Jobs running at once.",
-)
-@click.option(
-    "--executor",
-    default="local",
-    show_default=True,
-    type=click.Choice(["local", "ray"]),
-    help="local: one process; ray: Ray tasks (local Ray, or --ray-address).",
-)
-@click.option("--ray-address", default=None, metavar="A", help="An existing Ray cluster.")
 @click.option("--retry-failed", is_flag=True, help="Run again the jobs that failed.")
 @click.option("--progress/--no-progress", default=True, help="Progress on stderr.")
 @rlm_options(

@@ -807,67 +807,22 @@ def demo(seed: int, model: str | None, tokens: int, sandbox: str, trace: Path | 
         sys.exit(EXIT_FAILED)
 
 
-def _register_bench() -> None:
+def _register_commands() -> None:
+    """The commands that live in modules of their own (the mcp SDK, Ray and the like are
+    imported only when one of them runs)."""
+    from .batch_cli import batch
     from .bench.cli import bench
-
-    main.add_command(bench)
-
-
-_register_bench()
-
-
-def _register_cache() -> None:
     from .cache_cli import cache
-
-    main.add_command(cache)
-
-
-_register_cache()
-
-
-def _register_mcp() -> None:
-    from .mcp_server import mcp_command  # the mcp SDK itself is imported when it starts
-
-    main.add_command(mcp_command)
-
-
-_register_mcp()
-
-
-def _register_models() -> None:
-    from .models_cli import models_command
-
-    main.add_command(models_command)
-
-
-_register_models()
-
-
-def _register_config() -> None:
     from .config_cli import config_group
-
-    main.add_command(config_group)
-
-
-_register_config()
-
-
-def _register_runs() -> None:
+    from .mcp_server import mcp_command
+    from .models_cli import models_command
     from .runs_cli import runs_group
 
-    main.add_command(runs_group)
+    for command in (bench, batch, cache, config_group, mcp_command, models_command, runs_group):
+        main.add_command(command)
 
 
-_register_runs()
-
-
-def _register_batch() -> None:
-    from .batch_cli import batch
-
-    main.add_command(batch)
-
-
-_register_batch()
+_register_commands()
 
 
 def entry() -> NoReturn:

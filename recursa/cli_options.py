@@ -462,6 +462,42 @@ _BUDGET_OPTIONS = {"usd": "budget_usd", "tokens": "budget_tokens", "seconds": "b
                    "calls": "budget_calls"}  # fmt: skip
 
 
+def job_options(*, out_help: str, concurrency_help: str) -> Callable[[F], F]:
+    """``--out``, ``--concurrency``, ``--executor`` and ``--ray-address``: the options of
+    the commands that run many jobs, resumably, here or on Ray (bench, batch)."""
+    options = [
+        click.option(
+            "--out",
+            "out_dir",
+            required=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help=out_help,
+        ),
+        click.option(
+            "--concurrency",
+            default=4,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help=concurrency_help,
+        ),
+        click.option(
+            "--executor",
+            default="local",
+            show_default=True,
+            type=click.Choice(["local", "ray"]),
+            help="local: one process; ray: Ray tasks (local Ray, or --ray-address).",
+        ),
+        click.option("--ray-address", default=None, metavar="A", help="An existing Ray cluster."),
+    ]
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def rlm_options(*names: str, **overrides: Mapping[str, Any]) -> Callable[[F], F]:
     """Add the shared run options to a command: all of :data:`RUN_OPTIONS`, or the
     ``names`` given (in that order). ``overrides`` maps an option's name to the click

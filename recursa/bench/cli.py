@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from ..cli_options import EXIT_USAGE, budget_from_options, exit_codes, fail, rlm_options
+from ..cli_options import (
+    EXIT_USAGE,
+    budget_from_options,
+    exit_codes,
+    fail,
+    job_options,
+    rlm_options,
+)
 from .tokens import parse_length
 
 
@@ -50,28 +57,10 @@ def _names(values: tuple[str, ...] | str) -> list[str]:
     metavar="M[,M...]",
     help="Methods to compare: base, rlm, rlm-nosub, summary, codeact-bm25.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for results.jsonl, traces/, table.md and the plots. A rerun resumes.",
+@job_options(
+    out_help="Directory for results.jsonl, traces/, table.md and the plots. A rerun resumes.",
+    concurrency_help="Runs in flight at once.",
 )
-@click.option(
-    "--concurrency",
-    default=4,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Runs in flight at once.",
-)
-@click.option(
-    "--executor",
-    default="local",
-    show_default=True,
-    type=click.Choice(["local", "ray"]),
-    help="local: one process; ray: Ray tasks (local Ray, or --ray-address).",
-)
-@click.option("--ray-address", default=None, metavar="A", help="An existing Ray cluster.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Item generation seed.")
 @rlm_options(
     "sandbox",
