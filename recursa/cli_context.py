@@ -79,6 +79,7 @@ def read_context(
     for skipped in context.skipped:
         click.echo(f"recursa: skipped {skipped.name}: {skipped.reason}", err=True)
     if context.skipped:
-        read = len(context.info.keys)
-        click.echo(f"recursa: {len(context.skipped):,} files skipped, {read:,} read", err=True)
+        skipped, read = len(context.skipped), len(context.info.keys)
+        noun = "file" if skipped == 1 else "files"
+        click.echo(f"recursa: {skipped:,} {noun} skipped, {read:,} read", err=True)
     return context

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeGuard
@@ -251,6 +251,21 @@ class Context:
         ctx = cls.__new__(cls)
         ctx._empty()
         ctx._init_paths(inputs, include=include, exclude=exclude, encoding=encoding)
+        return ctx
+
+    @classmethod
+    def from_named_files(cls, files: Mapping[str, Path], *, encoding: str | None = None) -> Context:
+        """A ``files`` context of exactly these files, under these names, with no
+        discovery: for a caller that chose and vetted them itself (the MCP server keeps
+        to its roots). Unreadable files are skipped as by :meth:`from_paths`."""
+        from .sources import Found
+
+        if not files:
+            raise ContextError("no files to read")
+        found = [Found(name, path, path.stat().st_size) for name, path in files.items()]
+        ctx = cls.__new__(cls)
+        ctx._empty()
+        ctx._init_pack(found, [], encoding)
         return ctx
 
     def _init_paths(

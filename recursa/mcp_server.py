@@ -19,6 +19,7 @@ only when the server starts, so ``recursa --help`` never loads it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -143,9 +144,10 @@ def context_for(
     roots: Roots, paths: Sequence[str] | None, text: str | None
 ) -> tuple[ContextInput, int]:
     """The context ``ask`` runs over, and how many files it holds: one file stays on disk
-    (a ``Path``); several become a dict of relative path -> text (files that are not
-    UTF-8 text are left out when they came from a directory, refused when named)."""
-    from .context import text_from_bytes
+    (a ``Path``, read in place); several become a ``files`` context under their names
+    relative to their root (packed once, read lazily in the sandbox; files that are not
+    text are skipped when they came from a directory, refused when named)."""
+    from .context import Context
     from .errors import ContextError
 
     if paths and text is not None:
@@ -160,16 +162,16 @@ def context_for(
         raise PathRefused("no readable files under the paths given")
     if len(files) == 1 and files[0] in named:
         return files[0], 1
-    documents: dict[str, str] = {}
-    for path in files:
-        try:
-            documents[roots.display(path)] = text_from_bytes(path.read_bytes(), str(path))
-        except (ContextError, OSError) as exc:
-            if path in named:
-                raise PathRefused(f"{path}: {exc}") from None
-    if not documents:
-        raise PathRefused("none of the files under the paths given is UTF-8 text")
-    return documents, len(documents)
+    by_name = {roots.display(path): path for path in files}
+    try:
+        context = Context.from_named_files(by_name)
+    except ContextError as exc:
+        raise PathRefused(str(exc)) from None
+    refused = [s for s in context.skipped if by_name.get(s.name) in named]
+    if refused:
+        context.cleanup()
+        raise PathRefused(f"{refused[0].name}: {refused[0].reason}")
+    return context, len(context.info.keys)
 
 
 def tightened(
@@ -224,14 +226,20 @@ class Asker:
     ) -> AskResult:
         """Raises :class:`ValueError` (a :class:`PathRefused`) or a ``RecursaError`` for
         a call the server refuses or a run that fails; the tool turns them into errors."""
+        from .context import Context
         from .rlm import RLM
 
         if not query or not query.strip():
             raise ConfigError("the query is empty")
         settings = tightened(self.settings, model=model, max_depth=max_depth,
                              budget_usd=budget_usd).replace(trace=self.trace_path())  # fmt: skip
-        context, files = context_for(self.roots, paths, text)
-        result = await RLM.from_settings(settings).acompletion(query, context)
+        # packing many files is disk work: off the event loop, which serves other calls
+        context, files = await asyncio.to_thread(context_for, self.roots, paths, text)
+        try:
+            result = await RLM.from_settings(settings).acompletion(query, context)
+        finally:
+            if isinstance(context, Context):
+                context.cleanup()  # the packed copy of the files
         budget = settings.budget
         return AskResult(
             answer=result.answer,

@@ -81,7 +81,7 @@ def test_a_skipped_binary_is_reported_and_counted(
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     assert "recursa: skipped blob.bin: binary (NUL byte)" in lines
-    assert "recursa: 1 files skipped, 4 read" in lines
+    assert "recursa: 1 file skipped, 4 read" in lines
     result: dict[str, Any] = json.loads(proc.stdout)
     assert result["skipped"] == [{"name": "blob.bin", "reason": "binary (NUL byte)"}]
     start = json.loads(trace.read_text(encoding="utf-8").splitlines()[0])

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from recursa.context import Context
 from recursa.errors import ConfigError
 from recursa.mcp_server import PathRefused, Roots, context_for, tightened
 from recursa.settings import Settings
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: The root model's one turn: say what the context is.
 DESCRIBE = (
     "```repl\n"
-    "if isinstance(context, dict):\n"
+    "if not isinstance(context, str):\n"
     "    FINAL('files: ' + ', '.join(sorted(context)))\n"
     "else:\n"
     "    FINAL('text: ' + context.strip()[:60])\n"
@@ -240,9 +241,11 @@ def test_roots_resolve_relative_paths_against_the_first_root(tmp_path: Path) -> 
     with pytest.raises(PathRefused, match="outside the allowed roots"):
         roots.resolve("../other/../secret.txt")
     context, files = context_for(roots, ["notes.txt", str(other)], None)
-    assert files == 2 and isinstance(context, dict)
-    assert sorted(context) == ["notes.txt", "x.txt"]
-    with pytest.raises(PathRefused, match=r"UTF-8|NUL"):
+    assert files == 2 and isinstance(context, Context) and context.info.kind == "files"
+    assert sorted(context.info.keys) == ["notes.txt", "x.txt"]
+    assert context.skipped == []
+    context.cleanup()
+    with pytest.raises(PathRefused, match=r"UTF-8|NUL|binary"):
         context_for(roots, ["docs/blob.bin", "notes.txt"], None)
     with pytest.raises(ConfigError, match="not a directory"):
         Roots.of([root / "notes.txt"])
