@@ -281,7 +281,8 @@ class Context:
         if len(inputs) == 1 and not include and not exclude and Path(inputs[0]).is_file():
             self._init_file(Path(inputs[0]), encoding)
             return
-        discovery = discover(inputs, include=include, exclude=exclude)
+        # the pack reads every byte and skips what is not text: no need to sniff first
+        discovery = discover(inputs, include=include, exclude=exclude, sniff_content=False)
         self._init_pack(discovery.found, list(discovery.skipped), encoding)
 
     def _init_file(self, path: Path, encoding: str | None) -> None:

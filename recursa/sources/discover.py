@@ -53,7 +53,11 @@ class Discovery:
 
 
 def discover(
-    inputs: Sequence[str | Path], *, include: Sequence[str] = (), exclude: Sequence[str] = ()
+    inputs: Sequence[str | Path],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    sniff_content: bool = True,
 ) -> Discovery:
     """The files to read for ``inputs``: files, folders (recursive) and glob patterns
     (a ``str`` holding ``*``, ``?`` or ``[`` that is not itself an existing path;
@@ -66,10 +70,16 @@ def discover(
     on its own. Raises :class:`ContextError` for a path that does not exist, a glob
     that matches nothing, a folder with no file left after filtering, and when
     nothing at all is left to read.
+
+    ``sniff_content=False`` skips reading the first 8 KiB of each file to leave out
+    binaries: for a caller that reads every byte anyway and skips what is not text
+    (a pack does), it saves one open and read per file.
     """
     if not inputs:
         raise ContextError("no files or folders to read")
-    walk = _Discovering(NameFilter.of(include, exclude), prefixed=len(inputs) > 1)
+    walk = _Discovering(
+        NameFilter.of(include, exclude), prefixed=len(inputs) > 1, sniff_content=sniff_content
+    )
     for item in inputs:
         walk.add(item)
     if not walk.found:
@@ -91,6 +101,7 @@ class _Discovering:
 
     filter: NameFilter
     prefixed: bool
+    sniff_content: bool = True
     found: list[Found] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     _files: set[tuple[int, int]] = field(default_factory=set)
@@ -216,7 +227,7 @@ class _Discovering:
             if key in self._files:
                 continue
             path = Path(os.path.abspath(candidate.path))
-            if kind_of(path) != "document" and (reason := sniff(path)):
+            if self.sniff_content and kind_of(path) != "document" and (reason := sniff(path)):
                 self.skipped.append(Skipped(candidate.name, reason))
                 continue
             self._files.add(key)
