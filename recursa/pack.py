@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO
 from .errors import ContextError
 from .repl.runtime import PACK_MAGIC, PACK_TRAILER
 from .sources import Found, Skipped, Unreadable, convert, iter_text, kind_of
+from .sources.text import check_unchanged
 
 PREVIEW_CHARS = 300
 _BLOCK = 1 << 20
@@ -114,13 +116,16 @@ def copy_plain(blocks: Iterable[bytes], out: BinaryIO) -> int | None:
 
 
 def raw_blocks(path: Path) -> Iterator[bytes]:
-    """A file's bytes in blocks; ``Unreadable`` when it cannot be read."""
+    """A file's bytes in blocks; ``Unreadable`` when it cannot be read, or when it changed
+    while it was read."""
     try:
         with path.open("rb", buffering=0) as fh:
+            before = os.fstat(fh.fileno())
             while block := fh.read(_BLOCK):
                 yield block
     except OSError as exc:
         raise Unreadable(exc.strerror or type(exc).__name__) from None
+    check_unchanged(path, before)
 
 
 def document_blocks(

@@ -116,6 +116,15 @@ def iter_text(path: Path, *, encoding: str | None = None, block: int = 1 << 20) 
         with path.open("rb") as raw, _opened(raw) as stream:
             before = os.fstat(raw.fileno())
             yield from _decode(stream, chosen, block)
+    except _READ_ERRORS as exc:
+        raise Unreadable(reason_of(exc)) from None
+    check_unchanged(path, before)
+
+
+def check_unchanged(path: Path, before: os.stat_result) -> None:
+    """Raise :class:`Unreadable` when ``path`` is no longer the file that was ``before``
+    (its ``fstat`` when opened): it grew, shrank, was replaced or vanished while read."""
+    try:
         after = path.stat()
     except _READ_ERRORS as exc:
         raise Unreadable(reason_of(exc)) from None

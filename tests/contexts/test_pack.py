@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mmap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,27 @@ def test_plain_copies_decoded_files_and_skips_interleave_correctly(tmp_path: Pat
         i = int(name[:2])
         expected = f"plain {i}\n" * 50_000 if "plain" in name else f"wide {i}"
         assert files[name] == expected
+
+
+def test_a_file_that_grows_while_it_is_packed_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain-copy path re-checks the file after its last block: a file appended to
+    while it was copied is rolled back and skipped with why, the others kept."""
+    import recursa.pack as pack_module
+
+    (tmp_path / "big.txt").write_text("x" * (3 << 20))
+    (tmp_path / "ok.txt").write_text("fine\n")
+    raw_blocks = pack_module.raw_blocks
+
+    def appending(path: Path) -> Iterator[bytes]:
+        for i, block in enumerate(raw_blocks(path)):
+            if i == 0 and path.name == "big.txt":
+                with path.open("a") as fh:
+                    fh.write("more")
+            yield block
+
+    monkeypatch.setattr(pack_module, "raw_blocks", appending)
+    files, skipped = pack(tmp_path, found(tmp_path, "big.txt", "ok.txt"))
+    assert list(files) == ["ok.txt"] and files["ok.txt"] == "fine\n"
+    assert skipped == ["big.txt: changed while read (3,145,728 -> 3,145,732 bytes)"]
