@@ -119,6 +119,7 @@ def compact_system_prompt(
     max_depth: int,
     template: str | None = None,
     tools: Sequence[ToolSpec] = (),
+    sub_call_tools: Sequence[ToolSpec] = (),
 ) -> str:
     """The system prompt for models with ``prompt_style = "compact"``.
 
@@ -126,7 +127,8 @@ def compact_system_prompt(
     is not shown ``rlm_query`` (it calls ``llm_query`` at depth 1 anyway). A
     custom ``template`` (see :data:`recursa.prompts.PLACEHOLDERS`) replaces the
     built-in text; its placeholders get this prompt's short pieces, and
-    ``{tools}`` the ``tools`` given.
+    ``{tools}`` the ``tools`` given. ``sub_call_tools`` (granted to ``llm_query``
+    only) get one line, as in the full prompt.
     """
     functions = (
         "- llm_query(prompt) asks a helper model and returns its answer as a str. "
@@ -135,6 +137,11 @@ def compact_system_prompt(
         if subcalls
         else ""
     )
+    if subcalls and sub_call_tools:
+        names = ", ".join(t.name for t in sub_call_tools)
+        functions += (
+            f"- llm_query(prompt, tools=[...]) lets the helper call these tools itself: {names}.\n"
+        )
     preview = info.preview[:_PREVIEW_CHARS].replace("```", "'''")
     if template is not None:
         return render_system_prompt(

@@ -307,7 +307,7 @@ class Node:
             text: str = compact_system_prompt(
                 self.context.info, subcalls=settings.max_depth > 0,
                 max_depth=settings.max_depth, template=settings.system_prompt,
-                tools=self.tools.specs(),
+                tools=self.tools.specs(), sub_call_tools=self.tools.sub_call.specs(),
             )  # fmt: skip
             return text
         return prompts.system_prompt(

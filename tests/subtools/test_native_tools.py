@@ -191,3 +191,22 @@ def test_a_subprocess_sandbox_grants_tools_the_same_way(tmp_path: Path) -> None:
     code = "FINAL(str('stock' in globals()) + ' ' + llm_query('count apples', tools=['stock']))"
     result, _, _ = run_once(code, tmp_path, sandbox="subprocess")
     assert result.answer == 'False {"result": 12}'
+
+
+def test_the_compact_prompt_lists_sub_call_tools_only_when_granted() -> None:
+    """Small models get the compact prompt: it names the granted tools in one line,
+    and says nothing of tools when none are granted or there are no sub-calls."""
+    from recursa.context import Context
+    from recursa.prompts_compact import compact_system_prompt
+    from recursa.tools import ToolSet
+
+    info = Context("inventory: apples, pears\n" * 10).info
+    specs = ToolSet({"stock": stock}).specs()
+    granted = compact_system_prompt(info, subcalls=True, max_depth=1, sub_call_tools=specs)
+    (line,) = [x for x in granted.splitlines() if "tools=[" in x]
+    assert "stock" in line
+    for prompt in (
+        compact_system_prompt(info, subcalls=True, max_depth=1),
+        compact_system_prompt(info, subcalls=False, max_depth=0, sub_call_tools=specs),
+    ):
+        assert "tools=[" not in prompt
