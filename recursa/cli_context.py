@@ -79,7 +79,7 @@ def read_context(
     for skipped in context.skipped:
         click.echo(f"recursa: skipped {skipped.name}: {skipped.reason}", err=True)
     if context.skipped:
-        skipped, read = len(context.skipped), len(context.info.keys)
-        noun = "file" if skipped == 1 else "files"
-        click.echo(f"recursa: {skipped:,} {noun} skipped, {read:,} read", err=True)
+        count, read = len(context.skipped), len(context.info.keys)
+        noun = "file" if count == 1 else "files"
+        click.echo(f"recursa: {count:,} {noun} skipped, {read:,} read", err=True)
     return context
