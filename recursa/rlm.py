@@ -10,6 +10,7 @@ Every request anywhere is charged to one :class:`~recursa.budget.Ledger`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,12 @@ class RLM:
         own, ``--progress``).
         """
         check_query(query)
-        ctx = context if isinstance(context, Context) else Context(context)
+        if isinstance(context, Context):
+            ctx = context
+        elif isinstance(context, str | dict):
+            ctx = Context(context)
+        else:  # files to find, check and pack (a 1 GB folder: seconds): off the event loop
+            ctx = await asyncio.to_thread(Context, context)
         models: ModelSource = self._models
         if resume is not None:
             from .resume import resuming  # reads traces: imported only when resuming

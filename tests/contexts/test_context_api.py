@@ -125,3 +125,34 @@ def test_both_system_prompts_describe_files_without_their_text(folder: Path) -> 
     assert "maps 4 file names" in compact and "context.values()" in compact
     for prompt in (full, compact):
         assert "vault" not in prompt and "milk" not in prompt
+
+
+async def test_acompletion_packs_files_off_the_event_loop(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packing a folder is disk work (seconds for a gigabyte): ``acompletion`` does it in
+    a thread, so the loop keeps serving other tasks meanwhile. Here the pack waits for a
+    task on the loop; done on the loop itself, it would wait forever."""
+    import asyncio
+    import threading
+
+    from recursa.models.scripted import ScriptedModel
+    from recursa.rlm import RLM
+
+    loop_ran = threading.Event()
+    real = Context._init_paths
+
+    def waiting(self: Context, *args: object, **kwargs: object) -> None:
+        assert loop_ran.wait(10), "the event loop was blocked while the files were packed"
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Context, "_init_paths", waiting)
+
+    async def other_task() -> None:
+        await asyncio.sleep(0)
+        loop_ran.set()
+
+    model = ScriptedModel(["```repl\nFINAL(str(len(context)))\n```"])
+    rlm = RLM(model, sandbox="inprocess")
+    result, _ = await asyncio.gather(rlm.acompletion("how many files?", folder), other_task())
+    assert result.answer == "4"
