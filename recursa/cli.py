@@ -97,7 +97,57 @@ def _load_schema(path: str) -> dict[str, Any]:
     return schema
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The ``recursa`` group: commands that live in modules of their own are imported
+    only when one of them runs or shows its help, so ``recursa --help`` and the
+    commands of this module do not pay for Ray, the mcp SDK, the cache or the bench.
+    The listing shows their one-line summaries from :data:`LAZY_COMMANDS`
+    (``tests/test_readme_cli.py`` checks they equal the commands' own)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            import importlib
+
+            module, attr, _ = LAZY_COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module, __package__), attr))
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)))
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS and name not in self.commands:
+                stand_in = click.Command(name, help=LAZY_COMMANDS[name][2])  # cut as click cuts
+                rows.append((name, stand_in.get_short_help_str(limit)))
+            elif (command := self.get_command(ctx, name)) is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+#: name -> (module, attribute, the one-line summary ``recursa --help`` shows)
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "batch": (".batch_cli", "batch",
+              "Run one RLM per line of JOBS.jsonl and write OUT/results.jsonl."),
+    "bench": (".bench.cli", "bench", "Benchmark methods on TASKS (sniah, oolong, oolong-pairs, "
+              "browsecomp-lite, codeqa-lite)."),
+    "cache": (".cache_cli", "cache", "Inspect or clear the response cache."),
+    "config": (".config_cli", "config_group",
+               "Where the configuration file is, and what is in effect."),
+    "mcp": (".mcp_server", "mcp_command",
+            "Serve the RLM over the Model Context Protocol: a tool `ask` for coding agents."),
+    "models": (".models_cli", "models_command",
+               "List providers, priced models, local models and aliases."),
+    "runs": (".runs_cli", "runs_group", "List past runs, newest first: time, id, status, cost, "
+             "model, query, answer, trace."),
+}  # fmt: skip
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="recursa")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -805,24 +855,6 @@ def demo(seed: int, model: str | None, tokens: int, sandbox: str, trace: Path | 
     print_demo(result)
     if not result.correct:
         sys.exit(EXIT_FAILED)
-
-
-def _register_commands() -> None:
-    """The commands that live in modules of their own (the mcp SDK, Ray and the like are
-    imported only when one of them runs)."""
-    from .batch_cli import batch
-    from .bench.cli import bench
-    from .cache_cli import cache
-    from .config_cli import config_group
-    from .mcp_server import mcp_command
-    from .models_cli import models_command
-    from .runs_cli import runs_group
-
-    for command in (bench, batch, cache, config_group, mcp_command, models_command, runs_group):
-        main.add_command(command)
-
-
-_register_commands()
 
 
 def entry() -> NoReturn:

@@ -31,7 +31,6 @@ from .budget import Budget
 from .config import KEYS as CONFIG_KEYS
 from .config import env_name
 from .errors import ConfigError, RecursaError
-from .repl import sandbox_names
 from .sampling import REASONING_EFFORTS, Sampling
 
 if TYPE_CHECKING:
@@ -191,6 +190,25 @@ def _prices(
     return prices
 
 
+class SandboxChoice(click.Choice):  # type: ignore[type-arg]
+    """The registered sandboxes (``recursa.sandboxes`` entry points), looked up when a
+    value is checked or the help is shown, not when the CLI is imported: the scan of
+    installed packages costs about 50 ms that ``recursa --help`` need not pay."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from .repl import sandbox_names
+
+        return tuple(sandbox_names())
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        """``click.Choice.__init__`` sets it; the names come from the registry instead."""
+
+
 @dataclass(frozen=True)
 class RunOption:
     """One shared option: its click declarations and attributes. Calling it makes the
@@ -301,7 +319,7 @@ RUN_OPTIONS: dict[str, RunOption] = {
         {
             "default": "subprocess",
             "show_default": True,
-            "type": click.Choice(sandbox_names()),
+            "type": SandboxChoice(),
             "help": "Where model code runs. inprocess is NOT a security boundary.",
         },
     ),

@@ -61,3 +61,37 @@ def _leaves(group: click.Group, prefix: str = "") -> list[tuple[str, str]]:
 
 def test_every_command_shows_examples_in_its_help() -> None:
     assert [name for name, text in _leaves(main) if "Examples:" not in text] == []
+
+
+def test_the_listing_of_lazy_commands_says_what_each_command_says_of_itself() -> None:
+    """``recursa --help`` lists the commands of other modules without importing them:
+    each summary kept in ``LAZY_COMMANDS`` must equal the command's own docstring line."""
+    import importlib
+
+    from recursa.cli import LAZY_COMMANDS
+
+    for name, (module, attr, summary) in LAZY_COMMANDS.items():
+        command = getattr(importlib.import_module(module, "recursa"), attr)
+        assert command.name == name
+        assert command.get_short_help_str(1_000) == summary, name
+
+
+def test_help_and_a_usage_error_import_no_engine_and_no_subcommand_module() -> None:
+    """What ``recursa --help`` and a bad ``recursa run`` load: the CLI, click and the
+    options, not the engine, the sandboxes' registry, Ray, the mcp SDK or the cache."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from recursa.cli import main\n"
+        "for args in (['--help'], ['run', '--no-such-flag']):\n"
+        "    CliRunner().invoke(main, args)\n"
+        "heavy = [m for m in ('recursa.engine', 'recursa.rlm', 'recursa.models.cache',\n"
+        "    'recursa.batch', 'recursa.bench.runner', 'recursa.mcp_server', 'ray', 'mcp',\n"
+        "    'asyncio', 'importlib.metadata') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

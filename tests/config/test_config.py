@@ -109,7 +109,8 @@ def test_only_the_run_options_a_command_takes_from_rlm_options_are_configured(
     run_defaults = defaults_for(main.commands["run"], config)
     assert run_defaults == {"model": "openai/m", "concurrency": 7, "seed": 3}
     # bench's --concurrency (runs in flight) and --seed (items) are its own options
-    assert defaults_for(main.commands["bench"], config) == {"model": "openai/m"}
+    bench = main.get_command(click.Context(main), "bench")  # imported when first asked for
+    assert bench is not None and defaults_for(bench, config) == {"model": "openai/m"}
     # the offline demo ignores the configured model
     demo_model = next(p for p in main.commands["demo"].params if p.name == "model")
     assert not is_configurable(demo_model)
