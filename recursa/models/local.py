@@ -50,8 +50,10 @@ INSTALL_HINT = "pip install 'recursa[local]'"
 # A plain source build of llama-cpp-python targets the build machine's CPU (GGML_NATIVE=ON).
 BUILD_HINT = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON '
-    '-DGGML_BMI2=ON -DLLAMA_CURL=OFF" pip install llama-cpp-python==0.3.36'
+    '-DGGML_BMI2=ON -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF" pip install llama-cpp-python==0.3.36'
 )
+# Tokens per prefill batch (llama.cpp's n_batch and n_ubatch; its default is 512).
+PREFILL_BATCH = 256
 # Room left for the reply: a prompt longer than the window minus this is refused.
 MIN_REPLY_TOKENS = 16
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
@@ -286,6 +288,26 @@ def _import_llama_cpp() -> Any:
         ) from None
 
 
+def llama_settings(n_ctx: int, n_threads: int) -> dict[str, Any]:
+    """The engine's ``llama_cpp.Llama`` arguments besides the model file.
+
+    Prefill runs in batches of ``PREFILL_BATCH`` tokens: without flash attention a
+    batch's attention scores are one ``batch x window x heads`` float32 matrix, so the
+    compute buffer at a 32K window halves (485 MiB instead of 969 MiB with llama.cpp's
+    512); prefill measured faster at 4K tokens and within the noise at 1K, with the same
+    greedy output. Flash attention and a q8_0 KV cache stay off: both changed greedy
+    output, and neither was faster beyond 1K tokens (benchmarks/llama_prefill.py,
+    docs/performance.md).
+    """
+    return {
+        "n_ctx": n_ctx,
+        "n_threads": n_threads,
+        "n_threads_batch": n_threads,
+        "n_batch": PREFILL_BATCH,
+        "n_ubatch": PREFILL_BATCH,
+    }
+
+
 def _looping(generated: Sequence[int]) -> bool:
     """True when the end of ``generated`` is one chunk repeated over and over: a small
     model under greedy decoding can loop until its token limit (minutes on a CPU)."""
@@ -369,12 +391,7 @@ class Engine:
         started = time.perf_counter()
         try:
             self.llama: Any = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_threads_batch=n_threads,
-                seed=0,
-                verbose=False,
+                model_path=str(path), seed=0, verbose=False, **llama_settings(n_ctx, n_threads)
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"llama.cpp could not load {path}: {exc}") from exc
