@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,10 +208,12 @@ class Asker:
         self.roots = roots
         self.trace_dir = trace_dir
 
-    def trace_path(self) -> Path | None:
+    def trace_settings(self) -> dict[str, Any]:
+        """Each call's own trace in the trace directory, named as every run's is
+        (:meth:`Settings.trace_path`: the time and the run's id), or none."""
         if self.trace_dir is None:
-            return None
-        return self.trace_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}.jsonl"
+            return {"trace": None}
+        return {"trace": True, "runs_dir": self.trace_dir}
 
     async def ask(
         self,
@@ -232,7 +232,7 @@ class Asker:
         if not query or not query.strip():
             raise ConfigError("the query is empty")
         settings = tightened(self.settings, model=model, max_depth=max_depth,
-                             budget_usd=budget_usd).replace(trace=self.trace_path())  # fmt: skip
+                             budget_usd=budget_usd).replace(**self.trace_settings())  # fmt: skip
         # packing many files is disk work: off the event loop, which serves other calls
         context, files = await asyncio.to_thread(context_for, self.roots, paths, text)
         try:

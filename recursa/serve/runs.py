@@ -6,8 +6,6 @@ A request can only tighten the server's limits: its ``budget`` limit by limit
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +76,9 @@ def rlm_factory(
             changes["max_depth"] = min(options.max_depth, template.max_depth)
         if options.max_iterations is not None:
             changes["max_iterations"] = min(options.max_iterations, template.max_iterations)
-        if directory is not None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            changes["trace"] = directory / f"{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
+        if directory is not None:  # a new file per run, named by the run's id
+            changes["trace"] = True
+            changes["runs_dir"] = directory
         elif template.trace is not True:
             changes["trace"] = None
         return template.with_settings(**changes)
