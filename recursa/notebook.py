@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from .result import trace_link_html
 from .runs import INCOMPLETE, summarize
-from .trace import Event, Sink, load
+from .trace import Event, Sink, load, showing
 
 #: How much of an answer a trace view shows.
 VIEW_ANSWER_CHARS = 2000
@@ -56,13 +56,8 @@ def cell_progress(enabled: bool) -> Iterator[list[Sink]]:
     if not enabled or not in_kernel():
         yield []
         return
-    sink = CellProgress()
-    try:
-        yield [sink]
-    except BaseException:
-        sink.close(failed=True)
-        raise
-    sink.close()
+    with showing(CellProgress()) as sinks:
+        yield sinks
 
 
 class CellProgress:

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from .budget import Usage
 from .events import ModelCall, NodeEnd, NodeStart, RunStart, TraceEvent, parse_event
-from .trace import Event, Sink
+from .trace import Event, Sink, showing
 
 #: Off a terminal: the most seconds without a line before a heartbeat line.
 HEARTBEAT_S = 5.0
@@ -278,10 +278,5 @@ def progress_sinks(enabled: bool) -> Iterator[list[Sink]]:
     if not enabled:
         yield []
         return
-    sink = ProgressSink(Console(file=sys.stderr, soft_wrap=True))
-    try:
-        yield [sink]
-    except BaseException:
-        sink.close(failed=True)
-        raise
-    sink.close()
+    with showing(ProgressSink(Console(file=sys.stderr, soft_wrap=True))) as sinks:
+        yield sinks

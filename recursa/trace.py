@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .events import (
     EVENT_CLASSES,
@@ -95,6 +96,26 @@ Event = dict[str, Any]
 #: What models wrote is never cut (it is small, and replay needs it whole).
 UNCLIPPED_FIELDS = frozenset({"response", "answer"})
 Sink = Callable[[Event], None]
+
+
+class DisplaySink(Protocol):
+    """A sink that draws a run as it goes (the CLI's progress, a notebook cell's)."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def close(self, *, failed: bool = False) -> None: ...
+
+
+@contextmanager
+def showing(sink: DisplaySink) -> Iterator[list[Sink]]:
+    """``[sink]`` for the run's sinks, closed when the run ends: ``failed`` when it
+    raised (an interrupt, an error), so the display says it stopped."""
+    try:
+        yield [sink]
+    except BaseException:
+        sink.close(failed=True)
+        raise
+    sink.close()
 
 
 #: Inputs that may hold whole context chunks: cut at the sink's ``max_chars``.
