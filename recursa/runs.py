@@ -61,8 +61,8 @@ def run_status(end: dict[str, Any] | None) -> str:
 def summarize(path: Path) -> RunSummary:
     """The summary of the trace at ``path``; an unreadable or partial one is incomplete."""
     try:
-        start = _event(_first_line(path), "run_start")
-        end = _event(_last_line(path), "run_end")
+        start = first_event(path, "run_start")
+        end = last_event(path, "run_end")
     except OSError:
         start = end = None
     start = start or {}
@@ -123,6 +123,17 @@ def latest_run(directory: Path) -> Path | None:
     """The newest trace in ``directory``, or ``None`` if there is none."""
     files = trace_files(directory) if directory.is_dir() else []
     return files[0] if files else None
+
+
+def first_event(path: Path, kind: str) -> dict[str, Any] | None:
+    """The trace's first line as an event of type ``kind``, or ``None``."""
+    return _event(_first_line(path), kind)
+
+
+def last_event(path: Path, kind: str) -> dict[str, Any] | None:
+    """The trace's last non-empty line as an event of type ``kind``, or ``None``; read
+    backwards from the end, so a long trace is not read whole."""
+    return _event(_last_line(path), kind)
 
 
 def _event(line: bytes, kind: str) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..events import RunEnd, RunStart, is_event
+from ..runs import first_event, last_event
 from .bench import BENCH_TRACES, is_bench_dir, read_bench
 
 __all__ = ["TraceServer", "make_server", "read_chunk", "run_summary"]
@@ -46,8 +47,6 @@ __all__ = ["TraceServer", "make_server", "read_chunk", "run_summary"]
 HOST = "127.0.0.1"
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 _SUMMARY_CHARS = 300
-_HEAD_BYTES = 1 << 20
-_TAIL_BYTES = 1 << 18
 _MAX_RUNS = 1000
 _MAX_WARNINGS = 200
 _CSP = (
@@ -129,25 +128,6 @@ def read_chunk(path: Path, offset: int = 0, line: int = 0) -> Chunk:
     return Chunk(events, warnings, offset + pos, line, len(data) - pos, size, reset)
 
 
-def _first_event(path: Path) -> dict[str, Any] | None:
-    with path.open("rb") as fh:
-        head = fh.read(_HEAD_BYTES)
-    nl = head.find(b"\n")
-    event, _ = _parse_line(head if nl < 0 else head[:nl], 1)
-    return event
-
-
-def _last_run_end(path: Path, size: int) -> dict[str, Any] | None:
-    with path.open("rb") as fh:
-        fh.seek(max(0, size - _TAIL_BYTES))
-        tail = fh.read()
-    for raw in reversed(tail.splitlines()):
-        event, _ = _parse_line(raw, 0)
-        if event is not None:
-            return event if event["type"] == "run_end" else None
-    return None
-
-
 def _short(value: str) -> str:
     return value if len(value) <= _SUMMARY_CHARS else value[:_SUMMARY_CHARS] + "…"
 
@@ -155,8 +135,8 @@ def _short(value: str) -> str:
 def run_summary(path: Path) -> dict[str, Any]:
     """What the run picker shows about one trace, read from its first and last lines."""
     stat = path.stat()
-    start = RunStart.from_dict(_first_event(path))
-    end = RunEnd.from_dict(_last_run_end(path, stat.st_size))
+    start = RunStart.from_dict(first_event(path, "run_start"))
+    end = RunEnd.from_dict(last_event(path, "run_end"))
     if end is None:
         status = "unfinished" if start is not None else "unreadable"
     elif end.error:
