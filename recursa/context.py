@@ -431,7 +431,7 @@ def _is_path_list(value: Any) -> TypeGuard[list[Path]]:
 
 def _needs_decoding(path: Path) -> bool:
     """Compressed, or starting with a byte-order mark: not readable in place as UTF-8."""
-    from .pack import encoded
+    from .sources.text import needs_decoding
 
     if path.suffix.lower() in _COMPRESSED:
         return True
@@ -440,7 +440,7 @@ def _needs_decoding(path: Path) -> bool:
             head = fh.read(6)
     except OSError:
         return False  # _scan_file reports it
-    return encoded(head)
+    return needs_decoding(head)
 
 
 def _records(path: Path, encoding: str | None) -> Any:

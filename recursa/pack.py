@@ -24,19 +24,10 @@ from typing import Any, BinaryIO
 from .errors import ContextError
 from .repl.runtime import PACK_MAGIC, PACK_TRAILER
 from .sources import Found, Skipped, Unreadable, convert, iter_text, kind_of
-from .sources.text import check_unchanged
+from .sources.text import check_unchanged, needs_decoding
 
 PREVIEW_CHARS = 300
 _BLOCK = 1 << 20
-#: How a file that is not plain UTF-8 as it lies begins: byte-order marks, compression.
-_NOT_PLAIN = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE,
-              b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # fmt: skip
-
-
-def encoded(head: bytes) -> bool:
-    """Whether a file beginning with ``head`` (6 bytes) needs decoding before it is UTF-8
-    text: a byte-order mark, or compressed."""
-    return head.startswith(_NOT_PLAIN)
 
 
 @dataclass(frozen=True)
@@ -96,7 +87,7 @@ def copy_plain(blocks: Iterable[bytes], out: BinaryIO) -> int | None:
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     chars = 0
     for i, data in enumerate(blocks):
-        if i == 0 and encoded(data[:6]):
+        if i == 0 and needs_decoding(data[:6]):
             return None
         if data.find(0) >= 0:
             raise Unreadable("binary (NUL byte)")

@@ -17,7 +17,7 @@ import io
 import lzma
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -25,11 +25,6 @@ from ..errors import ContextError
 
 SNIFF_BYTES = 8192
 
-_COMPRESSION_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-)
 # Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -48,17 +43,30 @@ class Unreadable(Exception):
     """A file that cannot become text; ``str(exc)`` is the reason line."""
 
 
+#: Compressed files by their magic bytes, and how to read them decompressed (the
+#: caller closes the stream: ``with _opened(raw) as stream``).
+_DECOMPRESSORS: tuple[tuple[bytes, Callable[[IO[bytes]], _Stream]], ...] = (
+    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (b"BZh", lambda raw: bz2.BZ2File(raw, mode="rb")),
+    (b"\xfd7zXZ\x00", lambda raw: lzma.LZMAFile(raw, mode="rb")),  # noqa: SIM115
+)
+
+
 def _opened(raw: IO[bytes]) -> _Stream:
     """``raw`` itself, or a stream that decompresses it when its magic bytes say so."""
     head = raw.read(6)
     raw.seek(0)
-    if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if head.startswith(b"BZh"):
-        return bz2.BZ2File(raw, mode="rb")
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(raw, mode="rb")
+    for magic, decompressed in _DECOMPRESSORS:
+        if head.startswith(magic):
+            return decompressed(raw)
     return raw
+
+
+def needs_decoding(head: bytes) -> bool:
+    """Whether a file beginning with ``head`` (its first 6 bytes) is compressed or starts
+    with a byte-order mark: not UTF-8 text as it lies, so not to be copied or read in
+    place."""
+    return any(head.startswith(magic) for magic, _ in _DECOMPRESSORS) or bool(_bom_of(head))
 
 
 def _bom_of(head: bytes) -> tuple[str, int] | None:
