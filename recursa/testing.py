@@ -14,6 +14,10 @@ exercised. It speaks ``POST /v1/chat/completions`` and ``GET /v1/models``::
         RLM("openai/any", base_url=server.url).completion("q", context="...")
         server.requests  # every request received, oldest first
 
+A request with ``"stream": true`` is answered with server-sent events, as OpenAI
+streams: the text in pieces (a word and the space after it each), then the finish,
+the usage where ``stream_options.include_usage`` asks for it, and ``data: [DONE]``.
+
 A reply function receives each request as a :class:`Received` (the JSON body, a
 dict, with the request's path, query and headers) and returns the reply text or
 a :class:`Reply` (text plus usage overrides), or raises :class:`HTTPFailure` to
@@ -35,6 +39,7 @@ script a server that speaks another provider's API.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +58,7 @@ __all__ = [
     "ReplyFunction",
     "ScriptedHTTPServer",
     "ScriptedServer",
+    "Stream",
     "http_router",
     "is_root_turn",
     "node_query",
@@ -133,11 +139,24 @@ class Reply:
     """A reply's text and usage fields (in the protocol's own names) that override the
     server's estimates, e.g. ``Reply("ok", {"prompt_tokens": 1000})``; ``tool_calls``
     are function calls the reply makes, each ``{"name": ..., "arguments": {...}}`` (an
-    ``id`` is made up when missing; ``arguments`` may be a str, sent as it is)."""
+    ``id`` is made up when missing; ``arguments`` may be a str, sent as it is).
+    Streamed, a reply with ``cut_after`` breaks off after that many pieces of its
+    text: the connection closes mid-stream."""
 
     text: str
     usage: dict[str, Any] = field(default_factory=dict)
     tool_calls: tuple[Mapping[str, Any], ...] = ()
+    cut_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An answer sent as server-sent events: each of ``events`` as a ``data:`` line,
+    then ``data: [DONE]``; with ``cut``, the connection closes after the events
+    instead, with the chunked body unfinished (a server that broke off)."""
+
+    events: list[dict[str, Any]]
+    cut: bool = False
 
 
 class Received(dict[str, Any]):
@@ -245,8 +264,9 @@ class ScriptedHTTPServer:
         return [dict(r) for r in self.requests]
 
     # -- what a subclass defines -----------------------------------------------------
-    def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
-        """The status and JSON payload for a POST; raise :class:`HTTPFailure` to refuse."""
+    def answer(self, request: Received) -> tuple[int, dict[str, Any] | Stream]:
+        """The status and JSON payload (or event stream) for a POST; raise
+        :class:`HTTPFailure` to refuse."""
         raise HTTPFailure(404, f"no route {request.path}")
 
     def answer_get(self, request: Received) -> tuple[int, dict[str, Any]]:
@@ -274,8 +294,8 @@ class ScriptedHTTPServer:
 
     # -- plumbing ----------------------------------------------------------------------
     def _respond(
-        self, answer: Callable[[Received], tuple[int, dict[str, Any]]], request: Received
-    ) -> tuple[int, dict[str, Any]]:
+        self, answer: Callable[[Received], tuple[int, dict[str, Any] | Stream]], request: Received
+    ) -> tuple[int, dict[str, Any] | Stream]:
         try:
             return answer(request)
         except HTTPFailure as failure:
@@ -300,13 +320,31 @@ class ScriptedHTTPServer:
                     headers=dict(self.headers.items()),
                 )
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
+            def _send(self, status: int, payload: dict[str, Any] | Stream) -> None:
+                if isinstance(payload, Stream):
+                    self._send_stream(status, payload)
+                    return
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _send_stream(self, status: int, stream: Stream) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                lines = [json.dumps(event) for event in stream.events]
+                for line in lines if stream.cut else [*lines, "[DONE]"]:
+                    data = f"data: {line}\n\n".encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                if stream.cut:
+                    self.close_connection = True
+                else:
+                    self.wfile.write(b"0\r\n\r\n")
 
             def do_GET(self) -> None:
                 self._send(*server._respond(server.answer_get, self._received(b"")))
@@ -366,16 +404,17 @@ class ScriptedServer(ScriptedHTTPServer):
         self.authenticate(request)
         return 200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
 
-    def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
+    def answer(self, request: Received) -> tuple[int, dict[str, Any] | Stream]:
         if request.path.rstrip("/") != f"{self.prefix}/chat/completions":
             raise HTTPFailure(404, f"no route {request.path}")
         self.authenticate(request)
-        return 200, self.completion(request, self.play(request))
+        reply = self.play(request)
+        if request.get("stream"):
+            return 200, self.stream(request, reply)
+        return 200, self.completion(request, reply)
 
-    def completion(
-        self, request: Received, reply: Reply, *, model: str | None = None
-    ) -> dict[str, Any]:
-        """A ``chat.completion`` payload for ``reply``; ``model`` defaults to the request's."""
+    def usage(self, request: Received, reply: Reply) -> dict[str, Any]:
+        """A reply's ``usage``: estimated, then the reply's overrides and the ``cost``."""
         prompt = _tokens("".join(str(m.get("content", "")) for m in request.get("messages", [])))
         usage: dict[str, Any] = {
             "prompt_tokens": prompt,
@@ -385,6 +424,38 @@ class ScriptedServer(ScriptedHTTPServer):
         }
         if self.cost is not None:
             usage["cost"] = self.cost
+        return usage
+
+    def stream(self, request: Received, reply: Reply) -> Stream:
+        """The ``chat.completion.chunk`` events of a streamed ``reply``: the role, the
+        text a word at a time, the finish, and the usage where the request asks for it."""
+        head = {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": request.get("model", "scripted"),
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        pieces = re.findall(r"\S+\s*|\s+", reply.text)
+        if reply.cut_after is not None:
+            told = [chunk({"content": p}) for p in pieces[: reply.cut_after]]
+            return Stream([chunk({"role": "assistant", "content": ""}), *told], cut=True)
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": p}) for p in pieces]
+        events.append(chunk({}, "stop"))
+        options = request.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            events.append({**head, "choices": [], "usage": self.usage(request, reply)})
+        return Stream(events)
+
+    def completion(
+        self, request: Received, reply: Reply, *, model: str | None = None
+    ) -> dict[str, Any]:
+        """A ``chat.completion`` payload for ``reply``; ``model`` defaults to the request's."""
+        usage = self.usage(request, reply)
         return {
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",

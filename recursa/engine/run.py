@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..budget import Ledger, Reservation, Usage
 from ..errors import BudgetExceeded, ConfigError, RecursaError
 from ..models import pricing
-from ..models.base import Completion, Message, Model, request_deadline
+from ..models.base import Completion, Message, Model, request_deadline, stream_text
 from ..models.source import ModelSource, Sibling
 from ..result import NO_SANDBOX, Citation, Result, Stopped
 from ..sampling import Sampling
@@ -158,7 +158,8 @@ class Run:
 
         Live sinks are told when the call is queued (``call_queued``), sent
         (``call_start``, once it holds a slot) and over (``call_end``, however it ended):
-        what the progress display counts as queued and running.
+        what the progress display counts as queued and running. Where a live sink has
+        ``text_deltas = True``, a node's turns stream (see :class:`TextRelay`).
         """
         notify = self.tracer.notify
         notify("call_queued", node.node_id, call_id=call_id, model=model.spec)
@@ -221,8 +222,16 @@ class Run:
                 if ask is None and sampling.max_tokens is not None:
                     ask = cap
                 self.tracer.notify("call_start", node.node_id, call_id=call_id, model=model.spec)
+                relay = (
+                    TextRelay(self.tracer, node.node_id, call_id, depth)
+                    if purpose == "turn" and self.wants_text
+                    else None
+                )
                 try:
-                    with request_deadline(deadline):
+                    with (
+                        request_deadline(deadline),
+                        stream_text(relay) if relay is not None else contextlib.nullcontext(),
+                    ):
                         completion = await model.complete(
                             messages, max_tokens=ask, sampling=sampling
                         )
@@ -261,6 +270,8 @@ class Run:
                         self._cost(model, completion),
                     )
                     node.ledger.settle(reservation, depth, usage)
+                    if relay is not None and not relay.told and completion.text:
+                        relay(completion.text)  # the model did not stream: all at once
                 finally:
                     limit.release()
                     self._settled()
@@ -285,6 +296,14 @@ class Run:
             **extra,
         )
         return completion.text
+
+    @property
+    def wants_text(self) -> bool:
+        """Whether a live sink wants the text of turns as it is written (``text_deltas``)."""
+        return any(
+            getattr(sink, "live", False) and getattr(sink, "text_deltas", False)
+            for sink in self.tracer.sinks
+        )
 
     def sampling_for(self, depth: int, purpose: Purpose) -> Sampling:
         """How a call samples: the root model's turns (depth 0) by
@@ -396,6 +415,27 @@ class Run:
             )
         )  # fmt: skip
         self.tracer.close()
+
+
+class TextRelay:
+    """Tells live sinks a turn's text as the model writes it: a ``model_delta`` notice
+    per piece (``text``; ``restart=True`` when the request broke off and the reply
+    starts over), never written to the trace. A model that does not stream is relayed
+    once, whole, after its reply, so a listener sees every turn."""
+
+    def __init__(self, tracer: Tracer, node_id: str, call_id: str, depth: int) -> None:
+        self.tracer = tracer
+        self.node_id = node_id
+        self.call_id = call_id
+        self.depth = depth
+        self.told = False  # whether the current attempt has told any text
+
+    def __call__(self, piece: str, *, restart: bool = False) -> None:
+        self.told = bool(piece) or (self.told and not restart)
+        fields: dict[str, Any] = {"call_id": self.call_id, "depth": self.depth, "text": piece}
+        if restart:
+            fields["restart"] = True
+        self.tracer.notify("model_delta", self.node_id, **fields)
 
 
 def prompt_estimate(messages: Sequence[Message]) -> int:

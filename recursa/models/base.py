@@ -140,6 +140,58 @@ def offered_tools() -> tuple[ToolSchema, ...]:
     return _TOOLS.get()
 
 
+class TextListener(Protocol):
+    """Told a streamed reply's text as it arrives (see :func:`stream_text`)."""
+
+    def __call__(self, piece: str, *, restart: bool = False) -> None:
+        """``piece`` is the next text of the reply; ``restart=True`` (``piece`` empty)
+        says the request broke off and is sent again: the pieces told so far are void
+        and the reply starts over."""
+        ...
+
+
+#: Who is told the current request's text as it streams (:func:`stream_text`).
+_LISTENER: contextvars.ContextVar[TextListener | None] = contextvars.ContextVar(
+    "recursa_text_listener", default=None
+)
+
+
+@contextlib.contextmanager
+def stream_text(listener: TextListener) -> Iterator[None]:
+    """Within the block, a model that ``supports_streaming`` asks its provider for a
+    streamed reply and tells ``listener`` each piece of text as it arrives; it still
+    returns the whole :class:`Completion`. Other models tell nothing (the caller sends
+    the whole text itself). A context variable, like :func:`offer_tools`, so wrappers
+    pass it on and :class:`Model`'s signature stays the same."""
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+def text_listener() -> TextListener | None:
+    """Who the current request tells its streamed text (see :func:`stream_text`)."""
+    return _LISTENER.get()
+
+
+class _Attempts:
+    """A listener's stand-in for one :meth:`BaseModel.complete`: it notes whether the
+    current attempt told any text, so a retry can tell the listener to start over."""
+
+    def __init__(self, listener: TextListener) -> None:
+        self.listener = listener
+        self.told = False
+
+    def __call__(self, piece: str, *, restart: bool = False) -> None:
+        self.told = bool(piece) or (self.told and not restart)
+        self.listener(piece, restart=restart)
+
+    def retrying(self) -> None:
+        if self.told:
+            self("", restart=True)
+
+
 class TransientError(Exception):
     """Raised by a backend for errors worth retrying (429, 5xx, timeouts, resets)."""
 
@@ -265,6 +317,23 @@ class BaseModel(abc.ABC):
     ) -> Completion:
         sampling = sampling if sampling is not None else Sampling()
         max_tokens = output_cap(max_tokens, sampling)
+        listener = _LISTENER.get()
+        attempts = None if listener is None else _Attempts(listener)
+        token = _LISTENER.set(attempts)
+        try:
+            return await self._complete(messages, max_tokens, sampling, attempts)
+        finally:
+            _LISTENER.reset(token)
+
+    async def _complete(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int | None,
+        sampling: Sampling,
+        attempts: _Attempts | None,
+    ) -> Completion:
+        """:meth:`complete`'s retry loop; a listener that was told part of a reply that
+        broke off is told to start over before the retry."""
         attempt = 0
         while True:
             try:
@@ -282,6 +351,8 @@ class BaseModel(abc.ABC):
                     # the retry could not start before the budget's deadline
                     raise BudgetExceeded("seconds") from exc
                 await asyncio.sleep(delay)
+                if attempts is not None:
+                    attempts.retrying()
                 attempt += 1
                 continue
             return self._priced(completion)
@@ -334,6 +405,10 @@ class ModelWrapper:
     @property
     def supports_tools(self) -> bool:
         return bool(getattr(self.inner, "supports_tools", False))
+
+    @property
+    def supports_streaming(self) -> bool:
+        return bool(getattr(self.inner, "supports_streaming", False))
 
 
 ClientT = TypeVar("ClientT")

@@ -53,7 +53,15 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..sampling import Sampling
-from .base import Completion, Message, Model, ModelWrapper, offered_tools, output_cap
+from .base import (
+    Completion,
+    Message,
+    Model,
+    ModelWrapper,
+    offered_tools,
+    output_cap,
+    text_listener,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -492,6 +500,9 @@ class CachedModel(ModelWrapper):
             logger.warning("response cache %s: lookup failed: %s", self.cache.path, exc)
             hit = None
         if hit is not None:
+            listener = text_listener()
+            if listener is not None and hit.text:  # a stored reply streams in one piece
+                listener(hit.text)
             return hit
         completion = await self.inner.complete(messages, max_tokens=max_tokens, sampling=sampling)
         try:

@@ -13,19 +13,28 @@ and errors go through the same code:
 
 Retries, backoff and jitter are recursa's on both (see
 :class:`~recursa.models.base.BaseModel`), so every provider behaves the same way.
+
+Within :func:`~recursa.models.base.stream_text`, the lean client asks for a streamed
+reply (``"stream": true`` with ``stream_options.include_usage``) and tells the listener
+its text as it arrives; usage comes from the last chunk, or is estimated as for a reply
+without any. A request that offers tools is never streamed, and the SDK client does
+not stream (``supports_streaming`` is False on it): its replies come whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ConfigError,
     ContextWindowError,
+    ModelError,
 )
 from ..sampling import Sampling
 from ._http import connection_error, retry_after_seconds, status_error, where
@@ -33,6 +42,7 @@ from .base import (
     Completion,
     Message,
     SDKModel,
+    TextListener,
     ToolRequest,
     ToolSchema,
     TransientError,
@@ -41,12 +51,15 @@ from .base import (
     message_tokens,
     offered_tools,
     refuse,
+    text_listener,
 )
 from .openai_http import ChatClient, HTTPStatusError, error_detail
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
     import openai
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the SDK insists on one.
@@ -79,6 +92,7 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
     ) -> None:
         options = options or ModelOptions()
         self.client = client_kind(client, spec=f"{self.provider}/{name}")
+        self._stream_refused = False  # the server answered a streamed request with a 400
         super().__init__(name, options=options)
         if self.client == "http" and not installed("aiohttp"):
             raise ConfigError(
@@ -125,6 +139,12 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
             if value:
                 headers[header] = value
         return ChatClient(self.base_url or DEFAULT_BASE_URL, headers=headers, timeout=self.timeout)
+
+    @property
+    def supports_streaming(self) -> bool:
+        """Whether replies can stream (:func:`~recursa.models.base.stream_text`): on
+        the lean client only."""
+        return self.client == "http" and not self._stream_refused
 
     def _chat_path(self) -> str:
         """Where the lean client posts, under its base URL."""
@@ -197,21 +217,65 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
         body = self._body(messages, max_tokens, sampling)  # a refusal before anything
         client = await self._sdk()  # first: it imports its package off the event loop
         if isinstance(client, ChatClient):
-            raw = await self._post_http(client, body)
+            listener = text_listener()
+            if listener is not None and "tools" not in body and not self._stream_refused:
+                try:
+                    return await self._streamed(client, body, messages, listener)
+                except ModelError as exc:
+                    if exc.status not in (400, 422) or isinstance(exc, ContextWindowError):
+                        raise
+                    # a server that does not take "stream" or "stream_options" (an old
+                    # Azure api-version, a strict proxy): its replies come whole from now on
+                    self._stream_refused = True
+                    logger.warning("%s: streaming refused (%s); not streaming", self.spec, exc)
+            with self._http_errors(client):
+                raw = await client.post(self._chat_path(), body)
         else:
             raw = await self._post_sdk(client, body)
         return self._completion(raw, messages)
 
-    async def _post_http(self, client: ChatClient, body: dict[str, Any]) -> bytes:
+    @contextlib.contextmanager
+    def _http_errors(self, client: ChatClient) -> Iterator[None]:
+        """The lean client's failures as the model's errors."""
         import aiohttp  # imported with the client
 
         try:
-            return await client.post(self._chat_path(), body)
+            yield
         except HTTPStatusError as exc:
             raise self._status_error(exc.status, exc.detail, exc.headers) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             # refused or no such host: at once; a timeout or a reset: retried
             raise connection_error(exc, spec=self.spec, url=client.base_url) from exc
+
+    async def _streamed(
+        self,
+        client: ChatClient,
+        body: dict[str, Any],
+        messages: Sequence[Message],
+        listener: TextListener,
+    ) -> Completion:
+        """A streamed reply, its text told to ``listener`` piece by piece; one that
+        ends before a ``finish_reason`` (the server broke off) is retried."""
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        pieces: list[str] = []
+        usage: Any = None
+        finished = False
+        with self._http_errors(client):
+            async with contextlib.aclosing(client.post_stream(self._chat_path(), body)) as events:
+                async for raw in events:
+                    chunk = _chunk(raw)
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or ():
+                        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                            continue
+                        piece = _text(choice.get("delta") or {})
+                        if piece:
+                            pieces.append(piece)
+                            listener(piece)
+                        finished = finished or bool(choice.get("finish_reason"))
+        if not finished:
+            raise TransientError("the streamed reply ended before it finished")
+        return self._with_usage("".join(pieces), usage, messages)
 
     async def _post_sdk(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> bytes:
         import openai
@@ -248,7 +312,17 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
         message = choices[0].get("message") or {}
         text = _text(message)
         calls = tool_requests(message.get("tool_calls")) if offered_tools() else ()
-        usage = data.get("usage")
+        return self._with_usage(text, data.get("usage"), messages, calls)
+
+    def _with_usage(
+        self,
+        text: str,
+        usage: Any,
+        messages: Sequence[Message],
+        calls: tuple[ToolRequest, ...] = (),
+    ) -> Completion:
+        """A reply's :class:`Completion` from its ``usage`` object; estimated (4
+        characters a token) when the server reported none."""
         if not isinstance(usage, dict) or usage.get("prompt_tokens") is None:
             return Completion(
                 text=text,
@@ -317,6 +391,22 @@ def _sdk_transport() -> dict[str, Any]:
         return {"http_client": openai.DefaultAioHttpClient()}
     except RuntimeError:  # httpx-aiohttp is missing: the SDK's default client
         return {}
+
+
+def _chunk(raw: bytes) -> dict[str, Any]:
+    """One event of a streamed reply; an error event or one that is not a chunk is
+    retried, as a reply body that is not a completion is."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise TransientError(f"a streamed chunk is not JSON: {raw[:120]!r}") from None
+    if not isinstance(data, dict):
+        raise TransientError(f"a streamed chunk is not a chat completion chunk: {raw[:120]!r}")
+    error = data.get("error")
+    if error is not None:
+        message = error.get("message") if isinstance(error, dict) else error
+        raise TransientError(f"the stream carried an error: {message}")
+    return data
 
 
 def _text(message: dict[str, Any]) -> str:

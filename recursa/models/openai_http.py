@@ -13,7 +13,10 @@ the body of a 2xx reply as bytes; a :class:`HTTPStatusError` with the status,
 the provider's one-line message and the headers (for ``Retry-After``); or an
 ``aiohttp.ClientError`` / ``TimeoutError`` for a request that got no answer,
 which :func:`recursa.models._http.connection_error` tells apart (refused or
-unknown host: permanent; timeout or reset: retried).
+unknown host: permanent; timeout or reset: retried). :meth:`ChatClient.post_stream`
+is the same for a streamed reply (``"stream": true``): the payload of each
+server-sent ``data:`` line as it arrives, with the same errors (a stream that
+breaks off mid-way raises ``aiohttp.ClientPayloadError``, a reset).
 
 ``aiohttp`` is imported when the client is made (in a worker thread, see
 :class:`~recursa.models.base.SDKModel`), and its session on the first request,
@@ -23,7 +26,7 @@ on the running event loop.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -120,6 +123,43 @@ class ChatClient:
                 )
             return raw
 
+    async def post_stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[bytes, None]:
+        """The payload of each ``data:`` line of the server-sent events replying to
+        ``POST base_url + path``, as it arrives, up to ``data: [DONE]`` (or the end of
+        the body). A status outside 2xx raises :class:`HTTPStatusError` before any."""
+        session = self._session if self._session is not None else self._open()
+        async with session.post(
+            self.base_url + path,
+            data=encode(body),
+            params=self._params or None,
+            proxy=self._proxy,
+            allow_redirects=False,
+            headers={"Accept": "text/event-stream"},
+        ) as response:
+            if response.status >= 300:
+                raise HTTPStatusError(
+                    response.status,
+                    error_detail(response.status, await response.read()),
+                    {k.lower(): v for k, v in response.headers.items()},
+                )
+            # lines split here: aiohttp's own line reader refuses one over 128 KiB
+            pending = b""
+            done = False
+            async for block in response.content.iter_any():
+                if done:
+                    continue  # read to the end: the connection then goes back to the pool
+                *lines, pending = (pending + block).split(b"\n")
+                for line in lines:
+                    payload = sse_data(line)
+                    done = payload == b"[DONE]"
+                    if done:
+                        break
+                    if payload is not None:
+                        yield payload
+            payload = None if done else sse_data(pending)
+            if payload is not None and payload != b"[DONE]":
+                yield payload
+
     async def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:
@@ -137,6 +177,15 @@ def env_proxy(url: str) -> str | None:
     if not proxy or (parts.hostname and proxy_bypass(parts.hostname)):
         return None
     return proxy
+
+
+def sse_data(line: bytes) -> bytes | None:
+    """The payload of a server-sent event's ``data:`` line; ``None`` for any other line
+    (a comment, an ``event:`` name, the blank line between events)."""
+    line = line.rstrip(b"\r")
+    if not line.startswith(b"data:"):
+        return None
+    return line[5:].strip()
 
 
 def encode(body: dict[str, Any]) -> bytes:

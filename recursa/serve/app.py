@@ -4,6 +4,12 @@
 on uvicorn with the head's limits. Around the routes, from the outside in: the access
 log, CORS (only with ``cors_origins``), the API key (checked on the head, before the
 body is read) and the body's size limit and deadline.
+
+A streamed reply sends the root model's text as it writes it (its code, each turn) as
+``delta.reasoning_content``, the field clients show as a model's thinking; a reply
+that broke off and starts over is marked by a chunk with ``rlm.reasoning_restart``.
+The answer itself comes as ``delta.content`` only once the run's ``FINAL`` has passed
+the schema and citation checks: text that could still be rejected is never content.
 """
 
 from __future__ import annotations
@@ -386,10 +392,14 @@ class App:
         def delta(content: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
             return [{"index": 0, "delta": content, "finish_reason": finish}]
 
-        def note(progress: dict[str, Any]) -> bytes:
+        def note(item: dict[str, Any] | _Delta) -> bytes:
+            if isinstance(item, _Delta):
+                if item.restart:
+                    return chunk(delta({}), rlm={"reasoning_restart": True})
+                return chunk(delta({"reasoning_content": item.text}))
             if chat.progress_events:
-                return chunk([], rlm={"progress": progress})
-            return f": progress {json.dumps(progress)}\n\n".encode()
+                return chunk([], rlm={"progress": item})
+            return f": progress {json.dumps(item)}\n\n".encode()
 
         must_wait = self.running >= self.max_concurrent_runs
         acquiring = self._spawn(self._acquire())
@@ -413,9 +423,9 @@ class App:
                 yield b"data: [DONE]\n\n"
                 return
             raise
-        notes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        notes: asyncio.Queue[dict[str, Any] | _Delta] = asyncio.Queue()
         run = self._spawn(self._run(chat, rlm, [_Progress(notes)]))
-        getter: asyncio.Future[dict[str, Any]] | None = None
+        getter: asyncio.Future[dict[str, Any] | _Delta] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(notes.get())
@@ -429,6 +439,8 @@ class App:
                     continue
                 getter.cancel()
                 if run in done:
+                    while not notes.empty():  # the last turn's text comes before the answer
+                        yield note(notes.get_nowait())
                     break
                 yield b": keep-alive\n\n"
             result = run.result()
@@ -475,14 +487,24 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + dumps(payload) + b"\n\n"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Delta:
+    """A piece of the root model's text as it writes it; ``restart``: it starts over."""
+
+    text: str
+    restart: bool = False
+
+
 class _Progress:
     """A live trace sink that turns a run's events into progress notes: each carries the
     totals so far and the calls running (sent) and queued (waiting for a slot); a batch
-    has a note when it starts, as each of its calls returns, and when it ends."""
+    has a note when it starts, as each of its calls returns, and when it ends. The root
+    node's ``model_delta`` notices come through as :class:`_Delta` pieces."""
 
     live = True
+    text_deltas = True
 
-    def __init__(self, notes: asyncio.Queue[dict[str, Any]]) -> None:
+    def __init__(self, notes: asyncio.Queue[dict[str, Any] | _Delta]) -> None:
         self._notes = notes
         self._loop = asyncio.get_running_loop()
         self._calls = 0
@@ -492,6 +514,11 @@ class _Progress:
 
     def __call__(self, event: Event) -> None:
         kind = event.get("type")
+        if kind == "model_delta":
+            if event.get("depth") == 0:
+                piece = _Delta(str(event.get("text", "")), bool(event.get("restart")))
+                self._loop.call_soon_threadsafe(self._notes.put_nowait, piece)
+            return
         state = self._state
         ending = state.batches.get(event.get("batch_id", ""))  # batch_end drops it
         if state.notice(event) and kind not in _BATCH_NOTES:
