@@ -32,7 +32,8 @@ citation is unverified. A span sent with a quote must hold that quote (normalise
 in a dict context its key, in a files context (a folder) a file's name; an item that
 is not a string is cited in its JSON text (as the model is told its length); an image
 item cannot be cited. A file is decoded from the pack only while it is searched, one at
-a time; a verified citation in a file with pages (a PDF) gets its 1-based ``page``.
+a time; a verified citation in a file with pages (a PDF in a folder, or given alone)
+gets its 1-based ``page``.
 
 **Large contexts.** A file context is never read into memory here: it is decoded in
 blocks of :data:`BLOCK_CHARS` characters, each searched with the end of the one before
@@ -310,10 +311,12 @@ def verify(
 
 
 def _with_page(context: Context, citation: Citation) -> Citation:
-    """``citation`` with the 1-based page its start is on, in a file that has pages."""
-    if not citation.verified or citation.start is None or context.info.kind != "files":
+    """``citation`` with the 1-based page its start is on, in a file that has pages: one
+    of a folder's, or the one document a str context was made from."""
+    if not citation.verified or citation.start is None:
         return citation
-    starts = context.page_starts(str(citation.item))
+    kind = context.info.kind
+    starts = context.page_starts(str(citation.item)) if kind == "files" else context.info.pages
     if not starts:
         return citation
     return dataclasses.replace(citation, page=max(1, bisect.bisect_right(starts, citation.start)))

@@ -2,13 +2,16 @@
 
 ``-c`` repeats; a folder or a glob (quote it, or let the shell expand it) becomes a
 mapping of names to texts in the REPL. Files that cannot be read are left out with one
-line each on stderr; nothing readable, a missing path or a glob that matches nothing is
+line each on stderr for the first :data:`LISTED_SKIPS`, then one line per reason for
+the rest (a ``__pycache__`` of thousands must not bury the answer; the result and the
+trace list every one); nothing readable, a missing path or a glob that matches nothing is
 a :class:`~recursa.errors.ContextError` (exit 2 before any model call).
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,10 +21,13 @@ from .errors import ContextError
 
 if TYPE_CHECKING:
     from .context import Context
+    from .sources import Skipped
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 MISSING = "missing --context: give a file, a folder, a glob, or - for standard input"
+#: skipped files named one per line on stderr; the rest are counted by reason
+LISTED_SKIPS = 20
 
 
 def context_options(help_text: str) -> Callable[[F], F]:
@@ -76,10 +82,19 @@ def read_context(
     if not paths:
         raise ContextError(MISSING)
     context = Context.from_paths(paths, include=include, exclude=exclude, encoding=encoding)
-    for skipped in context.skipped:
-        click.echo(f"recursa: skipped {skipped.name}: {skipped.reason}", err=True)
+    for line in skipped_lines(context.skipped):
+        click.echo(line, err=True)
     if context.skipped:
         count, read = len(context.skipped), len(context.info.keys)
         noun = "file" if count == 1 else "files"
         click.echo(f"recursa: {count:,} {noun} skipped, {read:,} read", err=True)
     return context
+
+
+def skipped_lines(skipped: Sequence[Skipped], listed: int = LISTED_SKIPS) -> list[str]:
+    """The stderr lines for ``skipped``: one per file for the first ``listed``, then one
+    per reason for the rest, the most common first."""
+    lines = [f"recursa: skipped {s.name}: {s.reason}" for s in skipped[:listed]]
+    rest = Counter(s.reason for s in skipped[listed:])
+    lines += [f"recursa: ... and {n:,} more skipped: {why}" for why, n in rest.most_common()]
+    return lines

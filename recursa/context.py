@@ -58,6 +58,8 @@ class ContextInfo:
     largest: tuple[tuple[str, int], ...] = ()  # (name, characters), largest first
     paged: int = 0  # files with pages (converted PDFs)
     skipped: int = 0  # files found but not readable
+    # str made from one document with pages (a PDF): where each page starts, characters
+    pages: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "chars": self.chars, "items": len(self.item_lengths) or None}
@@ -306,13 +308,15 @@ class Context:
                 self.info = ContextInfo("str", chars, (), (), preview)
                 return
             self._writer = _text_writer(path, encoding)
-            written = self._write_file(None, self._writer)
+            written, pages = self._write_file(None, self._writer)
         except Unreadable as exc:
             raise ContextError(f"{path}: {exc}") from None
         if written.blank:
             self.cleanup()
             raise ContextError(f"{path}: the file is empty")
-        self.info = ContextInfo("str", written.chars, (), (), written.preview)
+        self.info = ContextInfo("str", written.chars, (), (), written.preview, pages=pages or ())
+        if pages:
+            self._page_starts = {path.name: pages}
 
     def _init_pack(self, found: Sequence[Found], skipped: list[Skipped], enc: str | None) -> None:
         from .pack import Packed, write_pack
@@ -335,7 +339,9 @@ class Context:
         self._page_starts = {p.name: p.pages for p in packed if p.pages}
 
     def page_starts(self, name: str) -> tuple[int, ...] | None:
-        """Where each page of file ``name`` starts (characters), for a file with pages."""
+        """Where each page of file ``name`` starts (characters), for a file with pages:
+        a file of a folder by its name there, one document given alone (a str context)
+        by its file name (``report.pdf``)."""
         return self._page_starts.get(name)
 
     @property
@@ -462,11 +468,13 @@ def _records(path: Path, encoding: str | None) -> Any:
 
 
 def _text_writer(path: Path, encoding: str | None) -> Callable[[BinaryIO], Any]:
+    """Writes one file's text; returns what it wrote and the page starts of a document
+    with pages."""
     from .pack import document_blocks, write_text
 
     def write(out: BinaryIO) -> Any:
-        blocks, _pages = document_blocks(path, encoding=encoding)
-        return write_text(blocks, out)
+        blocks, pages = document_blocks(path, encoding=encoding)
+        return write_text(blocks, out), pages
 
     return write
 

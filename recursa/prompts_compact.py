@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .context import ContextInfo
-from .prompts import render_system_prompt, tool_lines
+from .prompts import describe_pages, render_system_prompt, tool_lines
 from .repl.base import ToolSpec
 
 _PREVIEW_CHARS = 200
+_LISTED_PAGES = 100  # every listed page start is prefilled on a CPU
 # Below this many characters, reading every chunk with sub-calls is affordable on a CPU.
 _CHUNKABLE_CHARS = 200_000
 _FINISH = (
@@ -40,7 +41,8 @@ def _describe(info: ContextInfo) -> str:
             "`list(context)` gives the names, `context.pages(name)` a PDF's pages"
         )
     if info.kind == "str":
-        return f"`context` is a str of {info.chars:,} characters"
+        pages = describe_pages(info.pages, _LISTED_PAGES)
+        return f"`context` is a str of {info.chars:,} characters{pages}"
     if info.kind == "list":
         return (
             f"`context` is a list of {len(info.item_lengths):,} str documents, "

@@ -1,8 +1,10 @@
 """From what the user typed (files, folders, globs) to the list of files to read.
 
 Folders are walked recursively, following symbolic links; hidden names (starting
-with ``.``), what .gitignore files in the tree exclude and what ``--include`` /
-``--exclude`` leave out are not listed at all (see :mod:`recursa.sources.filters`).
+with ``.``), what git's ignore rules exclude (the .gitignore files in the tree and, in
+a git work tree, those above it up to the top and ``.git/info/exclude``) and what
+``--include`` / ``--exclude`` leave out are not listed at all (see
+:mod:`recursa.sources.filters`).
 What is found but cannot be read as text (a binary file, a symlink loop, a folder we
 may not open) is listed as :class:`Skipped` with the reason, so the user sees it.
 
@@ -165,17 +167,18 @@ class _Discovering:
         self, root: str, root_stat: os.stat_result, *, prefix: str, filtered_as: str
     ) -> Iterator[_Candidate]:
         """The files below ``root`` that no rule leaves out, depth first in name order,
-        named ``prefix/relative path``. .gitignore rules see the path relative to
-        ``root``, include/exclude see it below ``filtered_as`` (the folder given: none;
-        a folder a glob matched: the match, as for the files it matched). Folders
-        already walked are not walked again; a folder that is its own ancestor
+        named ``prefix/relative path``. Ignore rules see the path relative to their
+        own file's folder, include/exclude see it below ``filtered_as`` (the folder
+        given: none; a folder a glob matched: the match, as for the files it matched).
+        Folders already walked are not walked again; a folder that is its own ancestor
         (through a symlink) is a loop, skipped."""
         key = (root_stat.st_dev, root_stat.st_ino)
         if key in self._walked:
             return
         self._walked.add(key)
         # (folder on disk, its path relative to root, rules in force there, ancestors)
-        stack = [(root, "", GitIgnores().entering(Path(root), ""), frozenset({key}))]
+        top_rules = GitIgnores.above(Path(root)).entering(Path(root), "")
+        stack = [(root, "", top_rules, frozenset({key}))]
         while stack:
             folder, relative, ignores, ancestors = stack.pop()
             try:

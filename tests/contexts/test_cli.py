@@ -88,6 +88,34 @@ def test_a_skipped_binary_is_reported_and_counted(
     assert start["context"]["skipped"] == 1 and start["context"]["items"] == 4
 
 
+def test_many_skipped_files_are_named_up_to_20_then_counted_by_reason(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = tmp_path / "cache"
+    root.mkdir()
+    for i in range(25):
+        (root / f"link{i:02}").symlink_to(root / f"gone{i}")
+    for i in range(10):
+        (root / f"bin{i}.pyc").write_bytes(b"\x00compiled")
+    (root / "readme.txt").write_text("the one text file", encoding="utf-8")
+    trace = tmp_path / "run.jsonl"
+    code = '```repl\nFINAL(",".join(context))\n```'
+    with ScriptedServer(http_router([code])) as server:
+        proc = run(server, clean_env, "-c", str(root), "--json", "--trace", str(trace))
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "skipped" in line.split("/")[0]]
+    named = [f"recursa: skipped link{i:02}: broken symbolic link" for i in range(20)]
+    assert lines == [
+        *named,
+        "recursa: ... and 10 more skipped: binary (NUL byte)",
+        "recursa: ... and 5 more skipped: broken symbolic link",
+        "recursa: 35 files skipped, 1 read",
+    ]
+    assert len(json.loads(proc.stdout)["skipped"]) == 35
+    start = json.loads(trace.read_text(encoding="utf-8").splitlines()[0])
+    assert start["context"]["skipped"] == 35
+
+
 @pytest.mark.parametrize("kind", ["binaries only", "missing path", "empty glob"])
 def test_nothing_to_read_exits_2_with_one_line_before_any_model_call(
     tmp_path: Path, clean_env: dict[str, str], kind: str

@@ -28,8 +28,10 @@ def names(found: Discovery) -> list[str]:
     return [f.name for f in found.found]
 
 
-def run(inputs: Sequence[str | Path], **kwargs: Sequence[str]) -> Discovery:
-    return discover(inputs, **kwargs)
+def run(
+    inputs: Sequence[str | Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> Discovery:
+    return discover(inputs, include=include, exclude=exclude)
 
 
 @pytest.fixture
