@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -24,7 +25,6 @@ from .cli_options import (
     EXIT_FAILED,
     EXIT_STOPPED,
     EXIT_USAGE,
-    budget_given,
     exit_codes,
     fail,
     rlm_options,
@@ -32,12 +32,13 @@ from .cli_options import (
     stop_signals_interrupt,
     stopped_by_signal,
 )
-from .config_cli import trace_changes
+from .config_cli import COMMAND_ARGS, trace_changes
 from .errors import ConfigError, RecursaError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from .budget import Budget
     from .recording import Recording
     from .result import Citation
     from .rlm import RLM
@@ -54,27 +55,33 @@ def _recorded_query(trace: Path) -> str | None:
 
 def _replay_settings(trace: Path, options: dict[str, Any]) -> tuple[Recording, dict[str, Any]]:
     """The recording, and the Settings changes for its models plus the recorded depth,
-    iterations and budget where the command line left them at their defaults."""
-    from click.core import ParameterSource
-
+    iterations and budget where no flag on the command line set them."""
+    from .cli_options import budget_from_options
     from .recording import Recording
 
     recording = Recording.load(trace)
     root, sub = recording.models()
     changes: dict[str, Any] = {"model": root, "sub_model": sub}
     recorded = recording.settings
-    given = click.get_current_context().get_parameter_source
     # a value from the config file or a RECURSA_* variable yields to the recorded one
-    if recorded.max_depth is not None and given("max_depth") is not ParameterSource.COMMANDLINE:
+    if recorded.max_depth is not None and not _on_command_line("max_depth"):
         changes["max_depth"] = recorded.max_depth
-    if (
-        recorded.max_iterations is not None
-        and given("max_iterations") is not ParameterSource.COMMANDLINE
-    ):
+    if recorded.max_iterations is not None and not _on_command_line("max_iterations"):
         changes["max_iterations"] = recorded.max_iterations
-    if recorded.budget is not None and not budget_given(options):
-        changes["budget"] = recorded.budget
+    if recorded.fields:  # the trace has its run_start: the budget it ran under, or none
+        flagged = {name: value for name, value in options.items() if _on_command_line(name)}
+        changes["budget"] = _with_flagged_limits(recorded.budget, budget_from_options(flagged))
     return recording, changes
+
+
+def _with_flagged_limits(recorded: Budget | None, flagged: Budget | None) -> Budget | None:
+    """The recorded budget, each limit given as a ``--budget-*`` flag replacing its own."""
+    if recorded is None or flagged is None:
+        return flagged or recorded
+    given = {
+        limit: value for limit, value in dataclasses.asdict(flagged).items() if value is not None
+    }
+    return dataclasses.replace(recorded, **given)
 
 
 def _on_command_line(*names: str) -> bool:
@@ -114,6 +121,13 @@ class _Commands(click.Group):
             module, attr, _ = LAZY_COMMANDS[cmd_name]
             self.add_command(getattr(importlib.import_module(module, __package__), attr))
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[COMMAND_ARGS] = list(rest)  # for apply_config: a --help among them
+        return name, command, rest
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)))
@@ -220,7 +234,7 @@ def build_rlm(
     metavar="TRACE",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Re-run the run recorded in TRACE offline: models answer from the trace (its "
-    "models, depth, iterations and budget unless given); exit 1 if the run diverges.",
+    "models, depth, iterations and budget unless given as flags); exit 1 if the run diverges.",
 )
 @click.option(
     "--tools",
@@ -325,7 +339,8 @@ def run(
                     query, context, output_type=schema, sinks=[*sinks, watch], resume=resume
                 )
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: say how to go on
-            hint = resume_hint(watch, sys.argv)
+            piped = not context_args or "-" in context_args  # read_context read stdin
+            hint = resume_hint(watch, sys.argv, piped=piped)
             if hint:
                 click.echo(hint, err=True)
             raise

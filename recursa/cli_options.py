@@ -554,11 +554,6 @@ def budget_from_options(options: Mapping[str, Any]) -> Budget | None:
     return None if budget == Budget() else budget
 
 
-def budget_given(options: Mapping[str, Any]) -> bool:
-    """Whether any ``--budget-*`` option was given."""
-    return any(options.get(name) for name in _BUDGET_OPTIONS.values())
-
-
 def settings_from_options(options: Mapping[str, Any], **changes: Any) -> Settings:
     """The run :class:`~recursa.settings.Settings` the shared options ask for.
 

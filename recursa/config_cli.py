@@ -25,26 +25,60 @@ from .errors import ConfigError
 #: The commands the configuration applies to (a command not yet registered is skipped).
 CONFIGURED_COMMANDS = frozenset({"run", "chat", "serve", "mcp", "batch", "bench", "runs", "view"})
 _META_KEY = "recursa.config"
+#: ``ctx.meta`` key: the arguments after the subcommand's name (set by the ``recursa`` group).
+COMMAND_ARGS = "recursa.command_args"
 
 
 def apply_config(ctx: click.Context) -> None:
     """For a configured subcommand of the ``recursa`` group ``ctx``: load and check the
-    file (exit 2 with one line if it is bad) and make its values the defaults."""
-    if ctx.invoked_subcommand not in CONFIGURED_COMMANDS or not isinstance(
-        ctx.command, click.Group
-    ):
+    file (exit 2 with one line if it is bad, unless the command line asks for help)
+    and make its values the defaults."""
+    group = ctx.command
+    if ctx.invoked_subcommand not in CONFIGURED_COMMANDS or not isinstance(group, click.Group):
         return
     with exit_codes():
-        config = checked_config()
+        try:
+            config = checked_config()
+        except ConfigError as error:
+            _show_help_if_asked(group, ctx, error)
+            raise
     ctx.meta[_META_KEY] = config
     defaults = {
         name: defaults_for(command, config)
-        for name, command in ctx.command.commands.items()
+        for name, command in group.commands.items()
         if name in CONFIGURED_COMMANDS
     }
     # recursa mcp writes a trace per call by default: into the runs directory
     defaults.setdefault("mcp", {})["trace_dir"] = config.runs_dir()
     ctx.default_map = defaults
+
+
+def _show_help_if_asked(group: click.Group, ctx: click.Context, error: ConfigError) -> None:
+    """A broken config file must not hide the help: parse the subcommand's arguments as
+    click is about to (without the file's defaults), so that a ``--help`` among them
+    shows the help and exits 0, after one warning line with ``error``. Returns when no
+    help is asked for (the command then fails with ``error``)."""
+    args = ctx.meta.get(COMMAND_ARGS)
+    name = ctx.invoked_subcommand
+    command = group.get_command(ctx, name) if name is not None else None
+    if args is None or command is None:
+        return
+    parent, rest = ctx, list(args)
+    try:
+        while True:
+            sub = command.make_context(name, rest, parent=parent)
+            rest = [*sub._protected_args, *sub.args]  # a group's subcommand and its args
+            if not isinstance(command, click.Group) or not rest:
+                return
+            name, found, rest = command.resolve_command(sub, rest)
+            if found is None:
+                return
+            parent, command = sub, found
+    except click.exceptions.Exit:  # --help (or -h) was parsed: the help is out
+        click.echo(f"recursa: warning: {error}", err=True)
+        raise
+    except click.ClickException:  # a usage error: the config file's error comes first
+        return
 
 
 def defaults_for(command: click.Command, config: ConfigFile) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 The engine tells live sinks where the run's trace goes (the ``trace_file`` notice);
 :class:`TraceWatch` remembers it, and :func:`resume_hint` turns it and the command line
-into the line the CLI prints when a run is interrupted. The suggested command writes
-its own trace beside the stopped one: resuming must never overwrite the trace it
-replays (a second interruption would lose what the first run had recorded).
+into the line the CLI prints when a run is interrupted (a context read from a pipe must
+be piped in again: the line says so). The suggested command writes its own trace beside
+the stopped one: resuming must never overwrite the trace it replays (a second
+interruption would lose what the first run had recorded).
 """
 
 from __future__ import annotations
@@ -67,8 +68,12 @@ def _is_option(arg: str) -> bool:
     return arg.startswith("-") and arg != "-"
 
 
-def resume_hint(watch: TraceWatch, argv: Sequence[str]) -> str | None:
-    """The line to print after an interrupted run, or ``None`` if it never started."""
+def resume_hint(watch: TraceWatch, argv: Sequence[str], *, piped: bool = False) -> str | None:
+    """The line to print after an interrupted run, or ``None`` if it never started.
+
+    ``piped``: the context came from standard input, which the printed command cannot
+    read again by itself; the line says to pipe the same input into it (``...`` stands
+    for whatever produced it, which this process cannot know)."""
     if not watch.started:
         return None
     if watch.trace is None:
@@ -76,4 +81,7 @@ def resume_hint(watch: TraceWatch, argv: Sequence[str]) -> str | None:
     args = run_arguments(argv)
     if args is None:
         return f"recursa: resume it with --resume {shlex.quote(watch.trace)}"
-    return f"recursa: continue it with: {resume_command(args, watch.trace)}"
+    command = resume_command(args, watch.trace)
+    if piped:
+        return f"recursa: continue it by piping the same input again: ... | {command}"
+    return f"recursa: continue it with: {command}"

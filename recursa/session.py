@@ -17,6 +17,7 @@ from .context import Context, ContextInput
 from .engine import Node
 from .errors import ConfigError
 from .guards import LoopThread, check_query, loop_running, run_blocking
+from .notebook import cell_progress
 
 if TYPE_CHECKING:
     from .result import Result
@@ -39,11 +40,22 @@ class Session:
         self.results: list[Result] = []
 
     async def acompletion(
-        self, query: str, *, output_type: Any = None, sinks: Sequence[Sink] = ()
+        self,
+        query: str,
+        *,
+        output_type: Any = None,
+        sinks: Sequence[Sink] = (),
+        progress: bool = True,
     ) -> Result:
+        """Ask ``query`` over the session's REPL. In a Jupyter kernel the cell shows the
+        question's live progress (:mod:`recursa.notebook`) unless ``progress=False``."""
         if self._closed:
             raise ConfigError("this session is closed")
         check_query(query)
+        with cell_progress(progress) as shown:
+            return await self._ask(query, output_type, [*sinks, *shown])
+
+    async def _ask(self, query: str, output_type: Any, sinks: Sequence[Sink]) -> Result:
         run = self.rlm.new_run(sinks)
         if self._node is None:
             self._node = Node.root(run, query, self.context)
@@ -84,11 +96,17 @@ class Session:
         return self._blocking(self.avariables())
 
     def completion(
-        self, query: str, *, output_type: Any = None, sinks: Sequence[Sink] = ()
+        self,
+        query: str,
+        *,
+        output_type: Any = None,
+        sinks: Sequence[Sink] = (),
+        progress: bool = True,
     ) -> Result:
         """Blocking variant; the session keeps one event loop for its sandbox (inside a
         running loop, as in a notebook, a private one on a worker thread)."""
-        return self._blocking(self.acompletion(query, output_type=output_type, sinks=sinks))
+        asked = self.acompletion(query, output_type=output_type, sinks=sinks, progress=progress)
+        return self._blocking(asked)
 
     def _blocking(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the session's own loop (its sandbox lives there)."""

@@ -1,12 +1,26 @@
 """The command printed after an interrupted run: the same arguments, a fresh trace,
-``--resume`` the stopped one."""
+``--resume`` the stopped one; for a context read from a pipe, the input piped in again."""
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 from recursa.resume_hint import TraceWatch, resume_command, resume_hint, run_arguments
+from recursa.testing import is_root_turn, turn_index
 from recursa.trace import Tracer
+from tests.helpers import run_cli
+
+JOIN = "```repl\nparts = llm_batch(['alpha', 'beta'])\nprint(parts)\n```"
+#: The context, as a pipe gives it.
+PIPED = "some context from a pipe\n"
 
 
 def test_the_command_keeps_the_arguments_and_never_overwrites_the_stopped_trace() -> None:
@@ -54,3 +68,60 @@ def test_the_hint_names_the_trace_the_run_reported() -> None:
 def test_run_arguments_are_those_after_the_subcommand() -> None:
     assert run_arguments(["recursa", "run", "run", "-c", "f"]) == ["run", "-c", "f"]
     assert run_arguments(["python", "-m", "pytest"]) is None
+
+
+def test_a_context_from_standard_input_must_be_piped_in_again() -> None:
+    watch = TraceWatch()
+    watch({"v": 1, "type": "run_start", "node_id": "n0"})
+    Tracer("r", [watch]).notify("trace_file", "n0", path="runs/x.jsonl")
+    hint = resume_hint(watch, ["recursa", "run", "q", "--json"], piped=True)
+    assert hint == (
+        "recursa: continue it by piping the same input again: ... | "
+        "recursa run q --json --trace runs/x.resumed.jsonl --resume runs/x.jsonl"
+    )
+
+
+def test_ctrl_c_on_a_piped_run_says_to_pipe_the_input_into_the_resume_command(
+    serve: Any, clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    answer = threading.Event()  # sub-calls hang until set
+
+    def reply(body: dict[str, Any]) -> str:
+        messages = body["messages"]
+        if is_root_turn(messages):
+            return [JOIN, "```repl\nFINAL(' '.join(parts))\n```"][min(turn_index(messages), 1)]
+        answer.wait(60)
+        return str(messages[-1]["content"]).upper()
+
+    server = serve(reply)
+    trace = tmp_path / "t.jsonl"
+    args = ["run", "join them", "--model", "openai/s", "--base-url", server.url,
+            "--trace", str(trace)]  # fmt: skip
+    read_end, write_end = os.pipe()  # a real pipe, as `producer | recursa run` gives
+    os.write(write_end, PIPED.encode())
+    os.close(write_end)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recursa", *args], stdin=read_end,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env,
+    )  # fmt: skip
+    os.close(read_end)
+    try:
+        deadline = time.monotonic() + 60
+        while sum(not is_root_turn(r["messages"]) for r in server.requests) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        answer.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    prefix = "continue it by piping the same input again: ... | "
+    hint = next(line for line in stderr.splitlines() if prefix in line)
+    command = shlex.split(hint.split(prefix, 1)[1])
+    assert command[:2] == ["recursa", "run"]
+    assert command[-2:] == ["--resume", str(trace)]
+    resumed = run_cli(command[1:], clean_env, stdin=PIPED)  # as the line says: piped again
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == "ALPHA BETA"
