@@ -297,12 +297,7 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
     def _completion(self, raw: bytes, messages: Sequence[Message]) -> Completion:
         """A chat completion body as a :class:`Completion`; a body that is not one (an
         HTML page from a proxy, an error object, no choices) is retried."""
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise TransientError(f"the reply is not JSON: {raw[:120]!r}") from None
-        if not isinstance(data, dict):
-            raise TransientError(f"the reply is not a chat completion: {raw[:120]!r}")
+        data = _json_object(raw, "the reply", "a chat completion")
         choices = data.get("choices")
         if not choices or not isinstance(choices, list):
             error = data.get("error")
@@ -393,15 +388,21 @@ def _sdk_transport() -> dict[str, Any]:
         return {}
 
 
-def _chunk(raw: bytes) -> dict[str, Any]:
-    """One event of a streamed reply; an error event or one that is not a chunk is
-    retried, as a reply body that is not a completion is."""
+def _json_object(raw: bytes, what: str, shape: str) -> dict[str, Any]:
+    """``raw`` as a JSON object; anything else is retried (a proxy's HTML page)."""
     try:
         data = json.loads(raw)
     except ValueError:
-        raise TransientError(f"a streamed chunk is not JSON: {raw[:120]!r}") from None
+        raise TransientError(f"{what} is not JSON: {raw[:120]!r}") from None
     if not isinstance(data, dict):
-        raise TransientError(f"a streamed chunk is not a chat completion chunk: {raw[:120]!r}")
+        raise TransientError(f"{what} is not {shape}: {raw[:120]!r}")
+    return data
+
+
+def _chunk(raw: bytes) -> dict[str, Any]:
+    """One event of a streamed reply; an error event or one that is not a chunk is
+    retried, as a reply body that is not a completion is."""
+    data = _json_object(raw, "a streamed chunk", "a chat completion chunk")
     error = data.get("error")
     if error is not None:
         message = error.get("message") if isinstance(error, dict) else error
