@@ -178,8 +178,8 @@ class RecordedCall:
     t0: float = 0.0
     t_end: float = 0.0
     used: bool = False
-    #: Calls the recorded run cancelled while this one was in flight: the reply waits until
-    #: the replay has asked for them, so ``stop_when`` cancels them at the same point.
+    #: Calls the recorded run cancelled once this one returned (``stop_when``): the reply
+    #: waits until the replay has asked for them, so they are cancelled at the same point.
     overlapping_cancelled: list[RecordedCall] = field(default_factory=list)
 
     @property
@@ -584,15 +584,26 @@ def _calls(events: list[TraceEvent]) -> list[RecordedCall]:
                 t_end=e.t or 0.0,
             )
         )
-    cancelled = [c for c in calls if c.cancelled]
-    for call in calls:
-        if not call.cancelled and call.kind == "sub":
-            call.overlapping_cancelled = [
-                c
-                for c in cancelled
-                if c.node_id == call.node_id and c.t0 < call.t_end and c.t_end > call.t_end
-            ]
+    for c in calls:
+        if c.cancelled and (trigger := _stopped_by(c, calls)) is not None:
+            trigger.overlapping_cancelled.append(c)
     return calls
+
+
+def _stopped_by(cancelled: RecordedCall, calls: list[RecordedCall]) -> RecordedCall | None:
+    """The sub-call whose reply made ``stop_when`` cancel ``cancelled``: the last of its
+    node's to return before the cancellation. Its replayed reply waits until
+    ``cancelled`` was asked for, however late the recorded run sent it (it may have gone
+    out just after that reply came back, and was still charged)."""
+    before = [
+        c
+        for c in calls
+        if c.kind == "sub"
+        and not c.cancelled
+        and c.node_id == cancelled.node_id
+        and c.t_end <= cancelled.t_end
+    ]
+    return max(before, key=lambda c: c.t_end, default=None)
 
 
 def _compacted(summary: str, added: list[_Recorded]) -> list[_Recorded]:
