@@ -310,6 +310,7 @@ def run(
     show_progress = progress if progress is not None else not as_json
     recording = None
     with exit_codes(report=report):
+        context = read_context(context_args, include=include, exclude=exclude, encoding=encoding)
         changes: dict[str, Any] = {}
         if replay is not None:
             if _on_command_line("model", "sub_model", "base_url"):
@@ -331,8 +332,6 @@ def run(
             **trace_changes(trace, no_trace),
             **changes,
         )
-        rlm.prefetch()  # the model clients are made while the context is read
-        context = read_context(context_args, include=include, exclude=exclude, encoding=encoding)
         watch = TraceWatch()
         try:
             with progress_sinks(show_progress) as sinks:

@@ -20,7 +20,7 @@ from .context import Context, ContextInput
 from .engine import Node, Run
 from .errors import ConfigError
 from .guards import check_query, run_blocking
-from .models.base import Model, ModelOptions, prefetch_in_background
+from .models.base import Model, ModelOptions
 from .models.cache import CacheOption, ResponseCache, open_cache, with_cache
 from .models.registry import resolve
 from .models.source import LiveModels, ModelSource
@@ -242,7 +242,6 @@ class RLM:
         elif isinstance(context, str | dict):
             ctx = Context(context)
         else:  # files to find, check and pack (a 1 GB folder: seconds): off the event loop
-            self.prefetch()  # meanwhile the models' clients are made
             ctx = await asyncio.to_thread(Context, context)
         models: ModelSource = self._models
         if resume is not None:
@@ -261,11 +260,6 @@ class RLM:
                 return await run.execute(root, lambda: root.solve(output))
             finally:
                 ctx.cleanup()
-
-    def prefetch(self) -> None:
-        """Make the root and sub-models' clients on a background thread (importing their
-        SDKs), so that work done meanwhile, such as reading a large context, hides it."""
-        prefetch_in_background([self._models.root, self._models.sub])
 
     def new_run(self, sinks: Sequence[Sink] = (), *, models: ModelSource | None = None) -> Run:
         """The engine's state for one completion with these settings, models and tools."""

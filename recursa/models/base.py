@@ -16,7 +16,7 @@ import importlib.util
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import (
     Any,
@@ -297,11 +297,6 @@ class BaseModel(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections bound to the running event loop."""
 
-    def prefetch(self) -> None:  # noqa: B027 - an optional hook, not abstract
-        """Get ready for the first request without sending one (see
-        :func:`prefetch_in_background`); any thread, any number of times. A failure is
-        left for the first request to report."""
-
     @abc.abstractmethod
     async def _request(
         self, messages: Sequence[Message], max_tokens: int | None, sampling: Sampling
@@ -415,11 +410,6 @@ class ModelWrapper:
     def supports_streaming(self) -> bool:
         return bool(getattr(self.inner, "supports_streaming", False))
 
-    def prefetch(self) -> None:
-        prefetch = getattr(self.inner, "prefetch", None)
-        if prefetch is not None:
-            prefetch()
-
 
 ClientT = TypeVar("ClientT")
 
@@ -468,27 +458,10 @@ class SDKModel(BaseModel, Generic[ClientT]):
                 self._client = self._make_client()
             return self._client
 
-    def prefetch(self) -> None:
-        """Make the client now (importing the SDK): the first request then finds it."""
-        with contextlib.suppress(Exception):  # the first request reports it
-            self._client_once()
-
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.close()  # type: ignore[attr-defined]
-
-
-def prefetch_in_background(models: Iterable[object]) -> None:
-    """Get ``models`` ready for their first request on a daemon thread (``prefetch``:
-    import the SDK and make the client, most of a second for some), while the caller
-    does its own work, e.g. packing a folder into the context: the first model turn
-    then starts without that wait. Models without ``prefetch`` are left alone."""
-    hooks = [hook for m in models if (hook := getattr(m, "prefetch", None)) is not None]
-    if hooks:
-        threading.Thread(
-            target=lambda: [hook() for hook in hooks], name="recursa-prefetch", daemon=True
-        ).start()
 
 
 def output_cap(max_tokens: int | None, sampling: Sampling | None) -> int | None:
