@@ -3,11 +3,13 @@
 Every node of the recursion tree becomes an ``invoke_agent`` span whose parent
 is the span of the node that spawned it; every model request becomes a
 ``chat`` span and every REPL cell an ``execute_tool`` span, children of their
-node's span. Start and end times come from the trace (``t0``/``t`` and
-``duration_s``), so a trace exported long after the run still shows its real
-timeline. Attributes follow the OpenTelemetry GenAI semantic conventions
-(``gen_ai.operation.name``, ``gen_ai.request.model``, ``gen_ai.usage.*``) with
-recursa's own under ``recursa.*``.
+node's span. A host tool that a tool-using sub-call ran (a ``tool_use`` event) is an
+``execute_tool`` span too, a sibling of the ``chat`` spans of that sub-call (the tool
+runs between two of its requests), linked to the one that asked for it. Start and
+end times come from the trace (``t0``/``t`` and ``duration_s``), so a trace exported
+long after the run still shows its real timeline. Attributes follow the
+OpenTelemetry GenAI semantic conventions (``gen_ai.operation.name``,
+``gen_ai.request.model``, ``gen_ai.usage.*``) with recursa's own under ``recursa.*``.
 
 Token usage sits on the ``chat`` spans only (``gen_ai.usage.*``), so a backend
 that adds up usage over a trace counts each model call once; node spans carry
@@ -36,6 +38,7 @@ from .events import (
     RunEnd,
     RunStart,
     Subcall,
+    ToolUse,
     TracedMessage,
     parse_event,
 )
@@ -44,7 +47,7 @@ from .trace import Trace, TraceNode, load
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span, SpanContext, Tracer
 
 __all__ = ["ExportSummary", "export_trace", "trace_to_spans"]
 
@@ -52,6 +55,8 @@ INSTALL_HINT = "OpenTelemetry export needs the otel extra: pip install 'recursa[
 _EXPORT_BATCH = 512
 _PROVIDERS = {"gemini": "gcp.gemini", "vertex": "gcp.vertex_ai", "bedrock": "aws.bedrock"}
 _ERROR_TYPE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
+#: How a ToolSet reports a tool that raised: ``name() raised KeyError: ...``.
+_TOOL_RAISED = re.compile(r"^[\w.]+\(\) raised ([A-Za-z_][\w.]*):")
 
 Attributes = dict[str, str | bool | int | float | Sequence[str]]
 
@@ -211,7 +216,7 @@ def _answer(text: str | None) -> str | None:
     return json.dumps([message], ensure_ascii=False)
 
 
-def _times(event: ModelCall | Cell) -> tuple[float, float] | None:
+def _times(event: ModelCall | Cell | ToolUse) -> tuple[float, float] | None:
     end, start, duration = event.t, event.t0, event.duration_s
     if start is None and end is not None:
         start = end - (duration or 0.0)
@@ -230,14 +235,14 @@ class _Node:
 
     start: NodeStart | None
     end: NodeEnd | None
-    events: list[ModelCall | Cell | Subcall]
+    events: list[ModelCall | Cell | Subcall | ToolUse]
 
     @classmethod
     def of(cls, node: TraceNode) -> _Node:
-        events: list[ModelCall | Cell | Subcall] = []
+        events: list[ModelCall | Cell | Subcall | ToolUse] = []
         for raw in node.events:
             event = parse_event(raw)
-            if isinstance(event, ModelCall | Cell | Subcall):
+            if isinstance(event, ModelCall | Cell | Subcall | ToolUse):
                 events.append(event)
         return cls(NodeStart.from_dict(node.start), NodeEnd.from_dict(node.end), events)
 
@@ -268,6 +273,9 @@ class _Converter:
             for e in n.events
             if isinstance(e, Subcall) and e.call_id
         }
+        #: The ``chat`` spans of each sub-call so far, one per step, for tool-run links.
+        self.sub_steps: dict[str, list[SpanContext]] = {}
+        self.tool_runs: dict[tuple[str, int], int] = {}
 
     def _subtree_end(self, node: TraceNode) -> float | None:
         ends = [t for n in node.walk() for t in self.nodes[n.node_id].times()]
@@ -361,6 +369,8 @@ class _Converter:
                 self.model_call(event, node, span)
             elif isinstance(event, Cell):
                 self.cell(event, node, span)
+            elif isinstance(event, ToolUse):
+                self.tool_use(event, node, span)
         for child in sorted(node.children, key=self.start_key):
             self.node(child, span)
         span.end(end_time=_ns(max(t_end, t_start)))
@@ -409,6 +419,8 @@ class _Converter:
         )
         self._status(span, event.error)
         span.end(end_time=_ns(times[1]))
+        if event.purpose == "sub" and event.call_id:
+            self.sub_steps.setdefault(event.call_id, []).append(span.get_span_context())
 
     def cell(self, event: Cell, node: TraceNode, parent: Span) -> None:
         times = _times(event)
@@ -439,4 +451,44 @@ class _Converter:
         )
         timed_out = "TimeoutError: the cell timed out" if event.timed_out else None
         self._status(span, event.error or timed_out)
+        span.end(end_time=_ns(times[1]))
+
+    def tool_use(self, event: ToolUse, node: TraceNode, parent: Span) -> None:
+        """A tool run hangs off the node, beside its sub-call's ``chat`` spans (it runs
+        between two of them), and links to the one of its ``step`` that asked for it."""
+        times = _times(event)
+        if times is None:
+            return
+        key = (event.call_id, event.step)
+        nth = self.tool_runs[key] = self.tool_runs.get(key, 0) + 1
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": event.tool,
+            "gen_ai.tool.type": "function",
+            "gen_ai.tool.call.id": f"{event.call_id}.{event.step}.{nth - 1}",
+            "recursa.depth": node.depth,
+            "recursa.node_id": node.node_id,
+            "recursa.call_id": event.call_id or None,
+            "recursa.tool.step": event.step,
+            # full lengths, also when the trace file cut the text
+            "recursa.tool.arguments_chars": event.truncated.get("arguments", len(event.arguments)),
+            "recursa.tool.result_chars": event.truncated.get("result", len(event.result)),
+        }
+        if self.content:
+            attrs["gen_ai.tool.call.arguments"] = event.arguments
+            attrs["gen_ai.tool.call.result"] = event.result
+        steps = self.sub_steps.get(event.call_id, [])
+        asked_by = steps[event.step - 1] if 0 < event.step <= len(steps) else None
+        span = self.tracer.start_span(
+            f"execute_tool {event.tool or 'tool'}",
+            context=self.otel_trace.set_span_in_context(parent),
+            kind=self.otel_trace.SpanKind.INTERNAL,
+            attributes=_clean(attrs),
+            links=[self.otel_trace.Link(asked_by)] if asked_by is not None else None,
+            start_time=_ns(times[0]),
+        )
+        self._status(span, event.error)
+        raised = _TOOL_RAISED.match(event.error or "")
+        if raised:
+            span.set_attribute("error.type", raised.group(1))
         span.end(end_time=_ns(times[1]))

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..budget import Ledger, Reservation, Usage
 from ..errors import BudgetExceeded, ConfigError, RecursaError
 from ..models import pricing
-from ..models.base import Completion, Message, Model, request_deadline, stream_text
+from ..models.base import (
+    Completion,
+    Message,
+    Model,
+    request_deadline,
+    stream_text,
+    tool_call_chars,
+)
 from ..models.source import ModelSource, Sibling
 from ..result import NO_SANDBOX, Citation, Result, Stopped
 from ..sampling import Sampling
@@ -440,11 +447,13 @@ class TextRelay:
 
 def prompt_estimate(messages: Sequence[Message]) -> int:
     """The prompt tokens a call reserves: 4 characters a token of everything sent, a
-    content part (an image's data URL) counted whole, as a provider may count it."""
+    content part (an image's data URL) counted whole, as a provider may count it, and a
+    tool-using sub-call's ``tool_calls`` (names and arguments) too."""
     chars = 0
     for m in messages:
         content = m["content"]
         chars += len(content) + 1 if isinstance(content, str) else len(json.dumps(content))
+        chars += tool_call_chars(m)
     return max(1, (chars + 3) // 4)  # as models.base.estimate_tokens
 
 

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import dataclasses
 import importlib.util
+import json
 import random
 import threading
 import time
@@ -492,12 +493,26 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+def tool_call_chars(message: Message) -> int:
+    """The characters of an assistant message's ``tool_calls`` (each name and its
+    arguments), which a provider counts as prompt but no ``content`` holds."""
+    chars = 0
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        arguments = function.get("arguments", "")
+        raw = arguments if isinstance(arguments, str) else json.dumps(arguments, default=str)
+        chars += len(str(function.get("name", ""))) + len(raw)
+    return chars
+
+
 def message_chars(messages: Sequence[Message]) -> int:
-    """``len(message_text(messages))``, without building the text: estimates run on every
-    request and every turn, and a conversation may hold megabytes."""
+    """``len(message_text(messages))`` plus the :func:`tool_call_chars` of each message,
+    without building the text: estimates run on every request and every turn, and a
+    conversation may hold megabytes."""
     chars = 0
     pieces = 0
     for m in messages:
+        chars += tool_call_chars(m)
         content = m["content"]
         if isinstance(content, str):
             chars += len(content)

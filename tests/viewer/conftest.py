@@ -497,3 +497,59 @@ def bench_dir(tmp_path: Path) -> Path:
             max_iterations=3,
         ).result()
     return out
+
+
+#: A tool argument that is markup: the viewer must show it as text, never run it.
+SCRIPT_ARGUMENT = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2>"
+TOOL_PROMPT = "Which cities flooded? Check the gauges."
+
+
+def gauge(city: str, note: str = "") -> dict[str, Any]:
+    """The river gauge of ``city``: its level in metres (``note`` is ignored)."""
+    import time
+
+    time.sleep(0.05)  # a tool that takes a measurable while
+    levels = {"Rotterdam": 3.2}
+    if city not in levels:
+        raise KeyError(f"no gauge in {city}")
+    return {"city": city, "level_m": levels[city]}
+
+
+def _tool_reply(request: Any) -> Any:
+    """The root asks one tool-using sub-call; the sub-model asks ``gauge`` twice (one
+    argument markup, one city without a gauge), then answers from the results."""
+    from recursa.testing import Reply, is_root_turn
+
+    messages = request["messages"]
+    if is_root_turn(messages):
+        code = f"FINAL(llm_query({TOOL_PROMPT!r}, tools=['gauge']))"
+        return f"```repl\n{code}\n```"
+    results = [m["content"] for m in messages if m["role"] == "tool"]
+    if not results:
+        calls = (
+            {"name": "gauge", "arguments": {"city": "Rotterdam", "note": SCRIPT_ARGUMENT}},
+            {"name": "gauge", "arguments": {"city": "Atlantis"}},
+        )
+        return Reply("", tool_calls=calls)
+    return Reply("Rotterdam: " + " | ".join(results))
+
+
+@pytest.fixture
+def tool_trace(tmp_path: Path) -> Path:
+    """The trace of a real run (the scripted local server, the in-process sandbox) whose
+    sub-call ran the host tool ``gauge`` twice: once fine, once failing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recursa import RLM
+    from recursa.testing import ScriptedServer
+
+    path = tmp_path / "tools.jsonl"
+
+    with ScriptedServer(_tool_reply) as server, ThreadPoolExecutor(1) as pool:
+        rlm = RLM(
+            "openai/scripted", base_url=server.url, sandbox="inprocess", trace=path,
+            sub_call_tools={"gauge": gauge},
+        )  # fmt: skip
+        # in a thread: a test's browser (Playwright) may hold this thread's event loop
+        pool.submit(rlm.completion, "Which cities flooded?", context="gauges").result()
+    return path

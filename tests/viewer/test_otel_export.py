@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from collections.abc import Iterator
@@ -119,6 +120,68 @@ def test_unfinished_trace_exports_what_happened(
     assert nodes["n0"].attributes["recursa.unfinished"] is True
     assert nodes["n1"].parent.span_id == nodes["n0"].context.span_id
     assert nodes["n0"].end_time >= nodes["n1"].end_time > nodes["n1"].start_time
+
+
+def test_tool_runs_of_a_sub_call_are_execute_tool_spans(
+    tool_trace: Path, memory_exporter: Any
+) -> None:
+    from recursa.trace import read_events
+
+    events, _ = read_events(tool_trace)
+    uses = [e for e in events if e["type"] == "tool_use"]
+    assert len(uses) == 2
+    export_trace(tool_trace, memory_exporter, include_content=True)
+    spans = memory_exporter.get_finished_spans()
+    tools = [s for s in spans if s.name == "execute_tool gauge"]
+    assert len(tools) == 2
+    node = next(s for s in spans if s.attributes["gen_ai.operation.name"] == "invoke_agent")
+    chats = [s for s in spans if s.attributes.get("recursa.call_id") == uses[0]["call_id"]]
+    chats = [s for s in chats if s.attributes["gen_ai.operation.name"] == "chat"]
+    assert len(chats) == 2  # the request that asked for the tools, and the one after
+    for span, use in zip(tools, uses, strict=True):
+        assert span.parent.span_id == node.context.span_id
+        assert span.attributes["gen_ai.tool.name"] == "gauge"
+        assert span.attributes["recursa.call_id"] == use["call_id"]
+        assert span.attributes["recursa.tool.step"] == 1
+        assert span.attributes["gen_ai.tool.call.arguments"] == use["arguments"]
+        assert span.attributes["gen_ai.tool.call.result"] == use["result"]
+        assert span.attributes["recursa.tool.result_chars"] == len(use["result"])
+        assert span.start_time == ns(use["t0"])
+        assert span.end_time == ns(use["t0"] + use["duration_s"]) > span.start_time
+        # linked to the chat span of the step that asked for it, which ended before it ran
+        (link,) = span.links
+        assert link.context.span_id == chats[0].context.span_id
+        assert chats[0].end_time <= span.start_time <= span.end_time <= chats[1].start_time
+    ok, failed = tools
+    assert ok.status.status_code.name == "UNSET" and "error.type" not in ok.attributes
+    assert failed.status.status_code.name == "ERROR"
+    assert "no gauge in Atlantis" in failed.status.description
+    assert failed.attributes["error.type"] == "KeyError"
+    assert ok.attributes["gen_ai.tool.call.id"] != failed.attributes["gen_ai.tool.call.id"]
+
+
+def test_tool_arguments_and_results_are_opt_in_and_cut_lengths_kept(
+    tmp_path: Path, tool_trace: Path, memory_exporter: Any
+) -> None:
+    from recursa.trace import TRUNCATION_MARK
+
+    # a trace written with a long argument cut, as the writer cuts long strings
+    lines = tool_trace.read_text(encoding="utf-8").splitlines()
+    cut = []
+    for line in lines:
+        event = json.loads(line)
+        if event["type"] == "tool_use" and "Atlantis" in event["arguments"]:
+            event["arguments"] = '{"city": "Atl' + TRUNCATION_MARK
+            event["arguments_chars"] = 25_000
+        cut.append(json.dumps(event))
+    path = tmp_path / "cut.jsonl"
+    path.write_text("\n".join(cut) + "\n", encoding="utf-8")
+    export_trace(path, memory_exporter)
+    tools = [s for s in memory_exporter.get_finished_spans() if s.name == "execute_tool gauge"]
+    assert tools[1].attributes["recursa.tool.arguments_chars"] == 25_000
+    for span in tools:
+        assert "gen_ai.tool.call.arguments" not in span.attributes
+        assert "gen_ai.tool.call.result" not in span.attributes
 
 
 class _Collector(BaseHTTPRequestHandler):

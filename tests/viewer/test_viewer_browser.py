@@ -310,3 +310,52 @@ def test_bench_directory_grid_filters_and_opens_traces(
     page.reload()
     page.wait_for_selector("#tree .trow")
     assert page.locator("#bench").is_hidden()
+
+
+def test_tool_runs_show_in_the_sub_call_and_timeline_as_text(
+    page: Any, tool_trace: Path, serve_path: Start
+) -> None:
+    from tests.viewer.conftest import SCRIPT_ARGUMENT
+
+    uses = [
+        json.loads(line)
+        for line in tool_trace.read_text(encoding="utf-8").splitlines()
+        if '"tool_use"' in line
+    ]
+    assert len(uses) == 2
+    _, url = serve_path(tool_trace)
+    open_viewer(page, url)
+    node = page.locator("#tab-node")
+    sub = node.locator("details.sub").first
+    assert "2 tool runs" in sub.locator("summary").inner_text()
+    assert "1 failed" in sub.locator("summary").inner_text()
+    sub.locator("summary").click()
+    runs = sub.locator(".tool-run")
+    assert runs.count() == 2
+    ok, failed = runs.nth(0), runs.nth(1)
+    assert ok.locator(".tool-name").inner_text() == "gauge"
+    assert "step 1" in ok.locator(".tool-head").inner_text()
+    assert f"{round(uses[0]['duration_s'] * 1000)} ms" in ok.locator(".tool-head").inner_text()
+    # the markup in the argument is shown as the text it is: no element made, nothing run
+    assert ok.locator(".tool-args").inner_text() == uses[0]["arguments"]
+    assert SCRIPT_ARGUMENT in ok.locator(".tool-args").inner_text()
+    assert page.locator("#tab-node script, #tab-node img").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    assert ok.locator(".pre.output").inner_text() == uses[0]["result"]
+    assert failed.get_attribute("class") == "tool-run has-error"
+    assert "no gauge in Atlantis" in failed.locator(".pre.err").inner_text()
+    failed.scroll_into_view_if_needed()
+    shot(page, "viewer-tool-runs.png")
+
+    # the timeline: a bar per tool run, its tooltip the tool, arguments and outcome
+    page.click(".tab[data-tab=timeline]")
+    page.wait_for_selector(".tl-row .bar")
+    bars = page.locator(".bar-tool")
+    assert bars.count() == 2
+    title = bars.nth(0).get_attribute("title") or ""
+    assert "tool gauge" in title and "arguments:" in title and "result:" in title
+    assert "tl-err" in (bars.nth(1).get_attribute("class") or "")
+    assert page.evaluate("window.__pwned") is None
+    shot(page, "viewer-tool-timeline.png")
+    bars.nth(0).click()  # back to the node, at the sub-call's iteration
+    assert page.locator("#tab-node .node-title h2").inner_text() == "n0"

@@ -343,7 +343,7 @@
   function newNode(id, parent, depth) {
     return {
       id, parent, depth, start: null, end: null,
-      turns: [], subCalls: [], cells: [], subcalls: [], children: [],
+      turns: [], subCalls: [], cells: [], subcalls: [], toolUses: [], children: [],
       self: emptyUsage(), total: null, t0: Infinity, t1: -Infinity,
       spawnedBy: null, status: "running",
     };
@@ -357,6 +357,7 @@
     let tMax = -Infinity;
     const calls = new Map();
     const subcallById = new Map();
+    const toolsByCall = new Map();
     const modelCalls = [];
     const get = (ev) => {
       const id = String(ev.node_id);
@@ -400,6 +401,13 @@
           node.subcalls.push(ev);
           if (ev.call_id != null) subcallById.set(ev.call_id, ev);
           break;
+        case "tool_use": {
+          node.toolUses.push(ev);
+          const key = ev.call_id ?? "";
+          if (!toolsByCall.has(key)) toolsByCall.set(key, []);
+          toolsByCall.get(key).push(ev);
+          break;
+        }
         default: break;
       }
     }
@@ -455,7 +463,7 @@
       : events.length ? "running" : "empty";
     const t0 = runStart && isNum(runStart.t) ? runStart.t : tMin;
     return {
-      nodes, roots, order, runStart, runEnd, runStatus, calls, subcallById, modelCalls,
+      nodes, roots, order, runStart, runEnd, runStatus, calls, subcallById, toolsByCall, modelCalls,
       events, t0, t1: Math.max(tMax, t0),
       depthReached: modelCalls.reduce((m, e) => Math.max(m, num(e.depth)), order.reduce((m, n) => Math.max(m, n.depth), 0)),
     };
@@ -1131,6 +1139,8 @@
     const mc = state.idx.calls.get(sc.call_id);
     const usage = mc && mc.purpose === "sub" ? usageText(mc) : null;
     const child = sc.child_node_id != null ? String(sc.child_node_id) : null;
+    const uses = state.idx.toolsByCall.get(sc.call_id ?? "") || [];
+    const failed = uses.filter((u) => u.error).length;
     const summary = el("span", "sub-summary",
       el("span", `kind kind-${sc.kind || "llm"}`, sc.kind === "rlm" ? "rlm" : "llm"),
       sc.batch_id !== null && sc.batch_id !== undefined ? el("span", "muted small mono", `#${num(sc.index)}`) : null,
@@ -1139,6 +1149,8 @@
       sc.pending ? el("span", "muted", "running…")
         : sc.error ? el("span", "bad", snippet(sc.error, 60))
           : el("span", "sub-answer", snippet(sc.answer, 70)),
+      uses.length ? el("span", "tool-count small", `${uses.length} tool run${uses.length === 1 ? "" : "s"}`) : null,
+      failed ? badge(`${failed} failed`, "status-bad") : null,
       el("span", "sub-meta muted small",
         [sc.model, fmtDur(sc.duration_s), usage].filter(Boolean).join(" · ")),
       child ? nodeLink(child, `open ${child} →`) : null);
@@ -1146,10 +1158,30 @@
       const body = el("div", "sub-body");
       body.append(el("div", "field", el("div", "label", "prompt"), longText(sc, "prompt", "pre")));
       if (sc.error) body.append(el("div", "field", el("div", "label bad", "error"), longText(sc, "error", "pre err")));
+      if (uses.length) body.append(toolRunList(uses));
       if (!sc.pending) body.append(el("div", "field", el("div", "label", "answer"), longText(sc, "answer", "pre answer")));
       body.append(el("div", "muted small mono", `call ${sc.call_id ?? "?"}` + (mc && mc.cached ? " · served from cache" : "")));
       return body;
     }, `sub ${sc.kind === "rlm" ? "sub-rlm" : ""}`);
+  }
+
+  // The host tools a tool-using sub-call ran, in order: what the sub-model asked with
+  // and what it read back. Arguments are model-written: text only, like everything else.
+  function toolRunList(uses) {
+    const list = el("ol", "tool-runs");
+    for (const use of uses) {
+      const item = el("li", `tool-run${use.error ? " has-error" : ""}`,
+        el("div", "tool-head",
+          el("span", "tool-name mono", str(use.tool) || "?"),
+          isNum(use.step) ? el("span", "muted small", `step ${use.step}`) : null,
+          el("span", "muted small", fmtDur(use.duration_s)),
+          use.error ? badge("error", "status-bad") : null),
+        el("div", "field", el("div", "label", "arguments"), longText(use, "arguments", "pre tool-args")));
+      if (use.error) item.append(el("div", "field", el("div", "label bad", "error"), longText(use, "error", "pre err")));
+      else item.append(el("div", "field", el("div", "label", "result"), longText(use, "result", "pre output")));
+      list.append(item);
+    }
+    return el("div", "field", el("div", "label", "tool runs"), list);
   }
 
   // --------------------------------------------------------------- timeline
@@ -1183,6 +1215,11 @@
         if (recorded.has(ev.call_id)) continue;
         const s = isNum(ev.t0) ? ev.t0 : num(ev.t) - num(ev.duration_s);
         subs.push({ s, e: s + num(ev.duration_s), kind: "llm", node, ev });
+      }
+      for (const ev of node.toolUses) {
+        const s = isNum(ev.t0) ? ev.t0 : num(ev.t) - num(ev.duration_s);
+        const sc = idx.subcallById.get(ev.call_id);
+        subs.push({ s, e: s + num(ev.duration_s), kind: "tool", node, ev, iteration: sc ? sc.iteration : null });
       }
       for (const it of main) T1 = Math.max(T1, it.e);
       main.sort((a, b) => a.s - b.s);
@@ -1252,7 +1289,7 @@
       el("span", "small", `${fmtInt(model.rows.length)} ${state.tlCompact ? "nodes" : "lanes"} · ${fmtDur(model.T1 - model.T0)}`),
       el("div", "legend",
         el("span", "lg lg-turn", "root-model turn"), el("span", "lg lg-cell", "code cell"),
-        el("span", "lg lg-llm", "llm sub-call"), el("span", "lg lg-rlm", "child RLM"),
+        el("span", "lg lg-llm", "llm sub-call"), el("span", "lg lg-tool", "tool run"), el("span", "lg lg-rlm", "child RLM"),
         el("span", "lg lg-err", "error")),
       el("div", "spacer"),
       el("label", { className: "small muted auto", title: "One row per node; concurrent sub-calls overlap" }, compact, "compact"),
@@ -1338,7 +1375,7 @@
         const bar = el("div", {
           className: `bar bar-${it.kind}${err}${ev.cached ? " bar-cached" : ""}${it.thin ? " bar-thin" : ""}`,
           style: { left: x0 + "px", width: w + "px" },
-          dataset: { node: it.node.id, iter: ev.iteration ?? "" },
+          dataset: { node: it.node.id, iter: ev.iteration ?? it.iteration ?? "" },
           title: barTitle(it),
         });
         if (w > 48 && !it.thin) bar.textContent = barLabel(it);
@@ -1354,6 +1391,7 @@
     if (it.kind === "turn") return `turn ${ev.iteration ?? ""}`;
     if (it.kind === "cell") return `cell ${ev.iteration ?? ""}.${ev.index ?? ""}`;
     if (it.kind === "rlm") return `→ ${ev.child_node_id ?? "child"}`;
+    if (it.kind === "tool") return str(ev.tool) || "tool";
     return snippet(ev.prompt ?? ev.model ?? "llm", 40);
   }
 
@@ -1362,8 +1400,13 @@
     const lines = [`${it.node.id} · ${it.kind}${ev.iteration != null ? " · iteration " + ev.iteration : ""}`,
       `${fmtDur(it.e - it.s)} (+${fmtDur(it.s - state.timelineModel.T0)} → +${fmtDur(it.e - state.timelineModel.T0)})`];
     if (ev.model) lines.push(ev.model);
-    const mc = it.kind === "turn" ? ev : state.idx.calls.get(ev.call_id);
+    const mc = it.kind === "turn" ? ev : it.kind === "tool" ? null : state.idx.calls.get(ev.call_id);
     if (mc && mc.usage) lines.push(usageText(mc));
+    if (it.kind === "tool") {
+      lines.push(`tool ${str(ev.tool)} · sub-call ${ev.call_id ?? "?"} · step ${ev.step ?? "?"}`);
+      lines.push("arguments: " + snippet(ev.arguments, 160));
+      if (!ev.error) lines.push("result: " + snippet(ev.result, 160));
+    }
     if (ev.prompt) lines.push("prompt: " + snippet(ev.prompt, 160));
     if (ev.answer) lines.push("answer: " + snippet(ev.answer, 160));
     if (it.kind === "cell") lines.push(snippet(ev.code, 160));
