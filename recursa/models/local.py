@@ -20,12 +20,19 @@ would evict the root conversation, so after each long call the KV state of that
 conversation is kept in RAM (a few snapshots, least valuable evicted first) and
 restored when a later prompt continues it. Reused tokens are reported as
 ``cached_tokens``.
+
+Streaming: within :func:`~recursa.models.base.stream_text`, the text is told as the
+worker thread evaluates each token (observed from llama.cpp's stopping-criteria hook,
+so the generation itself is the very same call), less what a stop string could still
+cut, and the listener is called on the request's event loop thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import codecs
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -42,7 +49,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError, ContextWindowError, ModelError
 from ..sampling import Sampling
-from .base import BaseModel, Completion, Message, message_text, refuse
+from .base import BaseModel, Completion, Message, TextListener, message_text, refuse, text_listener
 from .registry import ModelOptions
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
@@ -352,6 +359,93 @@ class _Result:
     finish_reason: str
 
 
+class _StreamedText:
+    """Tells a generation's text while llama.cpp writes it, so that the pieces joined are
+    exactly the reply ``create_completion`` returns.
+
+    :meth:`observe` runs as a stopping criterion (it never stops anything): it sees the
+    tokens evaluated so far, one behind the newest. Their bytes are told up to where a
+    stop string starts or could still start (llama.cpp cuts the reply there), through an
+    incremental UTF-8 decoder that, like the reply's ``errors="ignore"``, holds back a
+    character split between tokens. :meth:`finish` tells the rest of the final text.
+    """
+
+    def __init__(
+        self,
+        detokenize: Callable[[list[int]], bytes],
+        prompt_len: int,
+        stop: Sequence[str],
+        tell: TextListener,
+    ) -> None:
+        self._detokenize = detokenize
+        self._prompt_len = prompt_len
+        self._stops = [s.encode("utf-8") for s in stop if s]
+        self._tell = tell
+        self._bytes = bytearray()  # the text of the tokens seen so far
+        self._seen = 0  # tokens seen
+        self._sent = 0  # bytes decoded and told; no stop string starts before them
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        self._told: list[str] = []
+
+    def observe(self, ids: Any, _logits: Any) -> bool:
+        new = [int(t) for t in ids[self._prompt_len + self._seen :]]
+        if new:
+            self._bytes += self._detokenize(new)
+            self._seen += len(new)
+            end = self._safe_end()
+            if end > self._sent:
+                self._say(self._decoder.decode(bytes(self._bytes[self._sent : end])))
+                self._sent = end
+        return False
+
+    def _safe_end(self) -> int:
+        """How much of the text seen so far no stop string can cut: up to the first
+        place after what was told where one occurs, or where the text ends with its
+        beginning."""
+        text, end = self._bytes, len(self._bytes)
+        for stop in self._stops:
+            found = text.find(stop, self._sent)
+            if found != -1:
+                end = min(end, found)
+                continue
+            for size in range(min(len(stop) - 1, len(text) - self._sent), 0, -1):
+                if text.endswith(stop[:size]):
+                    end = min(end, len(text) - size)
+                    break
+        return end
+
+    def finish(self, text: str) -> None:
+        """Tell the rest of the reply ``text``; should the pieces told not begin it, the
+        listener starts over with the whole text."""
+        told = "".join(self._told)
+        if text.startswith(told):
+            self._say(text[len(told) :])
+        else:
+            self._tell("", restart=True)
+            self._told = []
+            self._say(text)
+
+    def _say(self, piece: str) -> None:
+        if piece:
+            self._told.append(piece)
+            self._tell(piece)
+
+
+def _on_loop(
+    loop: asyncio.AbstractEventLoop, listener: TextListener, cancelled: threading.Event
+) -> TextListener:
+    """``listener``, callable from the worker thread: each call runs on ``loop``'s thread,
+    in order (before the request's result arrives there), until the request is cancelled."""
+
+    def tell(piece: str, *, restart: bool = False) -> None:
+        if cancelled.is_set():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed after a cancellation
+            loop.call_soon_threadsafe(functools.partial(listener, piece, restart=restart))
+
+    return tell
+
+
 @dataclass
 class EngineStats:
     """What an engine has done since it was loaded, as llama.cpp measured it."""
@@ -522,7 +616,10 @@ class Engine:
         seed: int,
         cancelled: threading.Event,
         top_p: float = 1.0,
+        on_text: TextListener | None = None,
     ) -> _Result:
+        """One reply, on the worker thread; ``on_text`` (called from this thread) is told
+        its text as it is written, the pieces joined the same text."""
         prompt, stop = self.render(messages)
         with self.lock:
             if cancelled.is_set():
@@ -548,7 +645,13 @@ class Engine:
                 generated = len(ids) - prompt_len
                 return generated % 8 == 0 and _looping(ids[prompt_len:])
 
-            criteria = self._llama_cpp.StoppingCriteriaList([should_stop])
+            streamed = (
+                None
+                if on_text is None
+                else _StreamedText(self.llama.detokenize, prompt_len, stop, on_text)
+            )
+            checks = [should_stop] if streamed is None else [should_stop, streamed.observe]
+            criteria = self._llama_cpp.StoppingCriteriaList(checks)
             self._llama_cpp.llama_perf_context_reset(self.llama.ctx)
             out = self.llama.create_completion(
                 prompt=tokens,
@@ -576,8 +679,11 @@ class Engine:
         stats.generated_tokens += int(perf.n_eval)
         stats.generation_seconds += float(perf.t_eval_ms) / 1000
         choice = out["choices"][0]
+        text = str(choice["text"])
+        if streamed is not None:
+            streamed.finish(text)
         return _Result(
-            text=str(choice["text"]),
+            text=text,
             prompt_tokens=int(usage["prompt_tokens"]),
             completion_tokens=int(usage["completion_tokens"]),
             cached_tokens=cached,
@@ -637,11 +743,14 @@ class LocalModel(BaseModel):
     No temperature (or 0) means greedy decoding; a positive temperature samples
     (with ``top_p``) from the sampling's ``seed``, else the model's fixed ``seed``.
     A ``reasoning_effort`` is refused. Loading happens on the first request (or :meth:`load`).
+    Within :func:`~recursa.models.base.stream_text` the reply's text is told as it is
+    written (the same reply as without).
     """
 
     provider = "local"
     # The RLM picks its compact system prompt (recursa.prompts_compact) for this style.
     prompt_style: ClassVar[str] = "compact"
+    supports_streaming: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -708,6 +817,8 @@ class LocalModel(BaseModel):
             )
         engine = self._engine if self._engine is not None else await asyncio.to_thread(self.load)
         cancelled = threading.Event()
+        listener = text_listener()
+        loop = asyncio.get_running_loop()
         job = functools.partial(
             engine.generate,
             messages,
@@ -717,9 +828,10 @@ class LocalModel(BaseModel):
             top_p=sampling.top_p if sampling.top_p is not None else 1.0,
             seed=sampling.seed if sampling.seed is not None else self.seed,
             cancelled=cancelled,
+            on_text=None if listener is None else _on_loop(loop, listener, cancelled),
         )
         try:
-            result = await asyncio.get_running_loop().run_in_executor(engine.executor, job)
+            result = await loop.run_in_executor(engine.executor, job)
         except asyncio.CancelledError:
             cancelled.set()  # the worker thread stops at its next token
             raise
