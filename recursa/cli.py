@@ -53,9 +53,28 @@ def _recorded_query(trace: Path) -> str | None:
     return str(start["query"]) if start and start.get("query") else None
 
 
+#: The recorded Settings fields a replay takes unless one of these flags is given. The
+#: sandbox is not among them (it is this machine's); the trace's prompt mode is the
+#: command's own --trace-prompts.
+_REPLAYED: dict[str, tuple[str, ...]] = {
+    "max_depth": ("max_depth",),
+    "max_iterations": ("max_iterations",),
+    "cell_timeout": ("cell_timeout",),
+    "max_output_chars": (),
+    "compact_after_chars": (),
+    "max_concurrency": ("concurrency",),
+    "request_timeout": ("request_timeout",),
+    "max_errors": ("max_errors",),
+    "require_citations": ("require_citations",),
+    "model_settings": ("temperature", "top_p", "seed", "max_tokens", "reasoning_effort"),
+    "sub_model_settings": ("sub_temperature", "sub_max_tokens", "sub_reasoning_effort"),
+}
+
+
 def _replay_settings(trace: Path, options: dict[str, Any]) -> tuple[Recording, dict[str, Any]]:
-    """The recording, and the Settings changes for its models plus the recorded depth,
-    iterations and budget where no flag on the command line set them."""
+    """The recording, and the Settings changes for its models plus what the recorded run
+    was configured with (depth, iterations, budget, timeouts, output limits, sampling)
+    where no flag on the command line set it."""
     from .cli_options import budget_from_options
     from .recording import Recording
 
@@ -64,10 +83,9 @@ def _replay_settings(trace: Path, options: dict[str, Any]) -> tuple[Recording, d
     changes: dict[str, Any] = {"model": root, "sub_model": sub}
     recorded = recording.settings
     # a value from the config file or a RECURSA_* variable yields to the recorded one
-    if recorded.max_depth is not None and not _on_command_line("max_depth"):
-        changes["max_depth"] = recorded.max_depth
-    if recorded.max_iterations is not None and not _on_command_line("max_iterations"):
-        changes["max_iterations"] = recorded.max_iterations
+    for field, flags in _REPLAYED.items():
+        if field in recorded.fields and not _on_command_line(*flags):
+            changes[field] = recorded.fields[field]
     if recorded.fields:  # the trace has its run_start: the budget it ran under, or none
         flagged = {name: value for name, value in options.items() if _on_command_line(name)}
         changes["budget"] = _with_flagged_limits(recorded.budget, budget_from_options(flagged))
@@ -234,7 +252,7 @@ def build_rlm(
     metavar="TRACE",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Re-run the run recorded in TRACE offline: models answer from the trace (its "
-    "models, depth, iterations and budget unless given as flags); exit 1 if the run diverges.",
+    "models and settings unless given as flags); exit 1 if the run diverges.",
 )
 @click.option(
     "--tools",
