@@ -183,7 +183,9 @@ def test_a_stop_signal_cleans_up_ends_the_trace_and_exits_128_plus_n(
     assert out == ""
     hint, error = err.splitlines()
     assert error == f"recursa: error: interrupted{f' ({name})' if name else ''}"
-    assert hint.startswith("recursa: continue it with: recursa run q -c - ")
+    # the context came from a pipe: the hint says to pipe it into the printed command again
+    assert hint.startswith("recursa: continue it by piping the same input again: ... | ")
+    assert "| recursa run q -c - " in hint
     assert hint.endswith(f"--resume {trace}")
     assert leftovers(tmp) == []
     events = [json.loads(line) for line in trace.read_text().splitlines()]
