@@ -38,12 +38,18 @@ def reply(request: Received) -> str:
     return "```repl\nFINAL(f'kept is {kept}')\n```"
 
 
+def _default_sigint() -> None:
+    # A shell's background job starts with SIGINT ignored, and an ignored signal stays
+    # ignored across exec; a terminal's user gets the default, which these tests need.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_chat(context: Path, server: ScriptedServer, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "recursa", "chat", "-c", str(context), "--model", "openai/s",
          "--base-url", server.url, "--sandbox", "inprocess"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env,
+        env=env, preexec_fn=_default_sigint,
     )  # fmt: skip
 
 
