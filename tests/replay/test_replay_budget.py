@@ -9,8 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from recursa import RLM, Budget, Result
 from recursa.testing import Received, ScriptedServer, is_root_turn
 from tests.helpers import run_cli
@@ -37,16 +35,6 @@ def record(tmp_path: Path, budget: Budget | None, **options: Any) -> tuple[Path,
         )  # fmt: skip
         result = rlm.completion(QUERY, context)
     return trace, context, result
-
-
-@pytest.fixture
-def env(clean_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """No provider key, a config file of the test's own, and no runs directory of the user's."""
-    return {
-        **clean_env,
-        "RECURSA_CONFIG": str(tmp_path / "config.toml"),
-        "RECURSA_RUNS_DIR": str(tmp_path / "runs"),
-    }
 
 
 def replay(trace: Path, context: Path, env: dict[str, str], *flags: str) -> Any:

@@ -9,8 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from recursa import RLM, Result
 from recursa.sampling import Sampling
 from recursa.testing import Received, ScriptedServer, is_root_turn
@@ -34,15 +32,6 @@ def record(tmp_path: Path, **options: Any) -> tuple[Path, Path, Result]:
                   trace=trace, **options)  # fmt: skip
         result = rlm.completion(QUERY, context)
     return trace, context, result
-
-
-@pytest.fixture
-def env(clean_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    return {
-        **clean_env,
-        "RECURSA_CONFIG": str(tmp_path / "config.toml"),
-        "RECURSA_RUNS_DIR": str(tmp_path / "runs"),
-    }
 
 
 def replay(trace: Path, context: Path, env: dict[str, str], out: Path, *flags: str) -> Any:
