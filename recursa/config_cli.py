@@ -67,7 +67,11 @@ def _show_help_if_asked(group: click.Group, ctx: click.Context, error: ConfigErr
     try:
         while True:
             sub = command.make_context(name, rest, parent=parent)
-            rest = [*sub._protected_args, *sub.args]  # a group's subcommand and its args
+            # a group's subcommand and its args (click 8.1 names it without the underscore)
+            protected = getattr(sub, "_protected_args", None)
+            if protected is None:
+                protected = sub.protected_args
+            rest = [*protected, *sub.args]
             if not isinstance(command, click.Group) or not rest:
                 return
             name, found, rest = command.resolve_command(sub, rest)
