@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,20 @@ BATCH = "```repl\nanswers = llm_batch([f'item {i}' for i in range(6)])\nprint(le
 JOIN = "```repl\nparts = llm_batch(['alpha', 'beta'])\nprint(parts)\n```"
 #: A sub-call's latency: the first heartbeat (5 s) falls in the batch's second round.
 SUB_LATENCY = 3.5
+
+
+def joining_reply(answer: threading.Event) -> Callable[[dict[str, Any]], str]:
+    """Root turns batch two sub-calls, then FINAL their answers joined; each sub-call
+    hangs until ``answer`` is set (a "slow" model a test can interrupt)."""
+
+    def reply(body: dict[str, Any]) -> str:
+        messages = body["messages"]
+        if is_root_turn(messages):
+            return [JOIN, "```repl\nFINAL(' '.join(parts))\n```"][min(turn_index(messages), 1)]
+        answer.wait(60)
+        return str(messages[-1]["content"]).upper()
+
+    return reply
 
 
 def model_args(server: Any, ctx: Path) -> list[str]:
@@ -58,15 +73,7 @@ def test_ctrl_c_prints_the_resume_command_that_finishes_the_run(
     serve: Any, clean_env: dict[str, str], tmp_path: Path
 ) -> None:
     answer = threading.Event()  # sub-calls hang until set: the model is "slow"
-
-    def reply(body: dict[str, Any]) -> str:
-        messages = body["messages"]
-        if is_root_turn(messages):
-            return [JOIN, "```repl\nFINAL(' '.join(parts))\n```"][min(turn_index(messages), 1)]
-        answer.wait(60)
-        return str(messages[-1]["content"]).upper()
-
-    server = serve(reply)
+    server = serve(joining_reply(answer))
     ctx = tmp_path / "c.txt"
     ctx.write_text("some context")
     trace = tmp_path / "t.jsonl"

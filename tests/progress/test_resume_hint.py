@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from recursa.resume_hint import TraceWatch, resume_command, resume_hint, run_arguments
-from recursa.testing import is_root_turn, turn_index
+from recursa.testing import is_root_turn
 from recursa.trace import Tracer
 from tests.helpers import run_cli
+from tests.progress.test_cli import joining_reply
 
-JOIN = "```repl\nparts = llm_batch(['alpha', 'beta'])\nprint(parts)\n```"
 #: The context, as a pipe gives it.
 PIPED = "some context from a pipe\n"
 
@@ -85,15 +85,7 @@ def test_ctrl_c_on_a_piped_run_says_to_pipe_the_input_into_the_resume_command(
     serve: Any, clean_env: dict[str, str], tmp_path: Path
 ) -> None:
     answer = threading.Event()  # sub-calls hang until set
-
-    def reply(body: dict[str, Any]) -> str:
-        messages = body["messages"]
-        if is_root_turn(messages):
-            return [JOIN, "```repl\nFINAL(' '.join(parts))\n```"][min(turn_index(messages), 1)]
-        answer.wait(60)
-        return str(messages[-1]["content"]).upper()
-
-    server = serve(reply)
+    server = serve(joining_reply(answer))
     trace = tmp_path / "t.jsonl"
     args = ["run", "join them", "--model", "openai/s", "--base-url", server.url,
             "--trace", str(trace)]  # fmt: skip
