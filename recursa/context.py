@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import io
 import json
 import os
@@ -29,6 +30,7 @@ from .errors import ContextError
 from .repl.runtime import Files, Image
 
 if TYPE_CHECKING:
+    from .pack import Source
     from .sources import Found, Skipped
 
 ContextValue = str | list[Any] | dict[str, Any]
@@ -191,6 +193,8 @@ class Context:
         self._format: FileFormat = "text"
         self._writer: Callable[[BinaryIO], Any] | None = None  # rewrites a streamed file
         self._page_starts: dict[str, tuple[int, ...]] = {}  # files with pages only
+        self._sources: tuple[Source, ...] = ()  # the files a pack links to
+        self._standalone: tuple[Path, weakref.finalize[Any, Any]] | None = None
         #: files found but not readable (a folder's binaries, a broken PDF), with why
         self.skipped: list[Skipped] = []
 
@@ -308,7 +312,7 @@ class Context:
                 self.info = ContextInfo("str", chars, (), (), preview)
                 return
             self._writer = _text_writer(path, encoding)
-            written, pages = self._write_file(None, self._writer)
+            written, pages = self._write_owned(None, self._writer)
         except Unreadable as exc:
             raise ContextError(f"{path}: {exc}") from None
         if written.blank:
@@ -324,13 +328,14 @@ class Context:
         packed: list[Packed] = []
 
         def write(out: BinaryIO) -> None:
-            entries, unreadable = write_pack(found, out, encoding=enc)
-            packed[:] = entries
-            self.skipped = [*skipped, *unreadable]
+            written = write_pack(found, out, encoding=enc)
+            packed[:] = written.packed
+            self.skipped = [*skipped, *written.skipped]
+            self._sources = tuple(written.sources)
 
         self._format = "pack"
         self._writer = write
-        self._write_file(None, write)
+        self._write_owned(None, write)
         if not packed:
             self.cleanup()
             why = "; ".join(f"{s.name}: {s.reason}" for s in self.skipped[:3])
@@ -357,14 +362,26 @@ class Context:
         if fmt == "pack":
             import mmap
 
+            sources = self._sources
             with path.open("rb") as fh:
-                return Files(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+                data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            return Files(data, lambda number: sources[number].open())
         return path.read_text(encoding="utf-8")
 
-    def file(self, directory: Path | None = None) -> tuple[Path, FileFormat]:
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        """The files a ``pack`` context links to (read where they lie), by number: a
+        sandbox hands its worker a descriptor of one when the code reads it."""
+        return self._sources
+
+    def file(
+        self, directory: Path | None = None, *, standalone: bool = False
+    ) -> tuple[Path, FileFormat]:
         """A file holding the context, for a worker to load: the user's own file when
         it is read in place, else written once (UTF-8 text for a str, JSON for a
-        list/dict, a pack for files).
+        list/dict, a pack for files). A pack links to the plain files it names
+        (:attr:`sources`); ``standalone`` asks for a copy holding their text too, for
+        a sandbox that cannot be handed descriptors (Docker).
 
         A written file is private: mode 0600 in a directory of its own (mode 0700,
         ``recursa-context-*`` in ``directory`` or ``$TMPDIR``). A worker running as
@@ -376,14 +393,26 @@ class Context:
             return self._path, "text"
         with self._file_lock:  # sandboxes starting together write it once
             if self._owned_file is None:
-                self._write_file(directory, self._writer or self._write_value)
+                self._write_owned(directory, self._writer or self._write_value)
             assert self._owned_file is not None
+            if standalone and self._sources:
+                if self._standalone is None:
+                    from .pack import write_standalone
+
+                    linked, sources = self._owned_file, self._sources
+                    path, remover, _ = self._write_file(
+                        directory, lambda out: write_standalone(linked, sources, out)
+                    )
+                    self._standalone = (path, remover)
+                return self._standalone[0], self._format
             return self._owned_file, self._format
 
-    async def afile(self) -> tuple[Path, FileFormat]:
+    async def afile(self, *, standalone: bool = False) -> tuple[Path, FileFormat]:
         """:meth:`file` in a thread. Cancelled, it still waits for the thread to finish
         writing, so a :meth:`cleanup` that follows the cancellation finds the file."""
-        writing = asyncio.ensure_future(asyncio.to_thread(self.file))
+        writing = asyncio.ensure_future(
+            asyncio.to_thread(functools.partial(self.file, standalone=standalone))
+        )
         try:
             return await asyncio.shield(writing)
         except asyncio.CancelledError:
@@ -400,8 +429,16 @@ class Context:
         fh.flush()
         fh.detach()
 
-    def _write_file(self, directory: Path | None, write: Callable[[BinaryIO], Any]) -> Any:
-        """Write the private file with ``write(binary_file)``; returns what it returned."""
+    def _write_owned(self, directory: Path | None, write: Callable[[BinaryIO], Any]) -> Any:
+        """Write the context's own private file; returns what ``write`` returned."""
+        self._owned_file, self._remover, outcome = self._write_file(directory, write)
+        return outcome
+
+    def _write_file(
+        self, directory: Path | None, write: Callable[[BinaryIO], Any]
+    ) -> tuple[Path, weakref.finalize[Any, Any], Any]:
+        """Write a private file with ``write(binary_file)``: its path, its remover, and
+        what ``write`` returned."""
         private = tempfile.mkdtemp(prefix="recursa-context-", dir=directory)  # mode 0700
         remover = weakref.finalize(self, _remove_private_dir, private)
         suffix = {"json": ".json", "pack": ".pack"}.get(self._format, ".txt")
@@ -414,15 +451,17 @@ class Context:
         except BaseException:
             remover()
             raise
-        self._owned_file, self._remover = Path(name), remover
-        return outcome
+        return Path(name), remover, outcome
 
     def cleanup(self) -> None:
-        """Remove the file written by :meth:`file` (and its directory), if any."""
+        """Remove the files written by :meth:`file` (and their directories), if any."""
         with self._file_lock:
             remover, self._remover, self._owned_file = self._remover, None, None
+            standalone, self._standalone = self._standalone, None
         if remover is not None:
             remover()
+        if standalone is not None:
+            standalone[1]()
 
 
 def _is_path_list(value: Any) -> TypeGuard[list[Path]]:

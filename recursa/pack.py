@@ -1,13 +1,18 @@
-"""Many documents written into one file a sandbox worker maps: their texts, then an index.
+"""Many documents described in one file a sandbox worker maps: an index, and the texts
+that cannot be read where they lie.
 
 A worker gets its context as one read-only file (an inherited descriptor, a Docker
-mount), so a folder travels the same way at every isolation level: every document's
-UTF-8 text back to back, then a JSON index (name, byte offset and length, characters,
-page starts, original size, kind), then :data:`~recursa.repl.runtime.PACK_TRAILER`.
-Documents are streamed through in blocks, converted ones one at a time, so the host
-never holds all the text. A file that is plain UTF-8 as it lies on disk (the common
-case) is copied as it is, its blocks checked rather than decoded and encoded again;
-anything else goes through :func:`recursa.sources.iter_text`. The reader is
+mount), so a folder travels the same way at every isolation level. A file that is plain
+UTF-8 as it lies on disk (the common case) is only checked (its blocks scanned, its
+characters counted, its ``stat`` recorded) and *linked*: its index entry names it by
+number, and the worker asks the host for a descriptor of that one file when the code
+first reads it (:mod:`recursa.repl.source_server`). Nothing of it is copied, so a 1 GB folder
+costs a read, not a second gigabyte of page cache. Anything else (another encoding, a
+compressed file, a converted document) has its UTF-8 text written into the pack, one
+block at a time, so the host never holds all the text. Then comes a JSON index (name,
+byte offset and length or source number, characters, page starts, original size, kind)
+and :data:`~recursa.repl.runtime.PACK_TRAILER`. A sandbox that cannot be handed
+descriptors (Docker's pipes) gets :func:`write_standalone`'s copy instead. The reader is
 :class:`recursa.repl.runtime.Files`.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +47,10 @@ class Packed:
     pages: tuple[int, ...] | None  # character offsets where each page starts
     size: int  # the original file's size in bytes
     kind: str
+    source: int | None = None  # linked: the number of its Source, read where it lies
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        entry = {
             "name": self.name,
             "offset": self.offset,
             "bytes": self.nbytes,
@@ -52,6 +59,51 @@ class Packed:
             "size": self.size,
             "kind": self.kind,
         }
+        if self.source is not None:
+            entry["source"] = self.source
+        return entry
+
+
+Stamp = tuple[int, int, int, int, int]
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    """What must not change between checking a linked file and reading it: the same
+    file (device, inode), size, content time and change time (which no one can set)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class SourceChanged(OSError):
+    """A linked file is no longer the one that was checked."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A plain UTF-8 file a pack links to instead of holding its text."""
+
+    name: str
+    path: Path
+    stamp: Stamp
+
+    def open(self) -> int:
+        """A read-only descriptor of this file, after checking it is still the file that
+        was checked (the same inode, size and times): :class:`SourceChanged` if not."""
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+        try:
+            fd = os.open(self.path, flags | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise SourceChanged(f"{self.name}: {why} (since the run read it)") from None
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and stamp_of(st) == self.stamp:
+            return fd
+        os.close(fd)
+        size = self.stamp[2]
+        now = f" ({size:,} -> {st.st_size:,} bytes)" if st.st_size != size else ""
+        raise SourceChanged(
+            f"{self.name} changed after the run read it{now}: start the run again to read "
+            "it as it is now"
+        )
 
 
 @dataclass(frozen=True)
@@ -79,11 +131,11 @@ def write_text(blocks: Iterable[str], out: BinaryIO) -> Written:
     return Written(chars, preview, blank)
 
 
-def copy_plain(blocks: Iterable[bytes], out: BinaryIO) -> int | None:
-    """Copy a file that is UTF-8 as it lies (its raw ``blocks``) to ``out`` unchanged
-    and return its length in characters: ASCII blocks are only checked, others decoded
-    to count. None (``out`` then to be rolled back) when it is not plain UTF-8;
-    ``Unreadable`` for a NUL byte."""
+def copy_plain(blocks: Iterable[bytes], out: BinaryIO | None) -> int | None:
+    """Check a file that is UTF-8 as it lies (its raw ``blocks``), copying it to ``out``
+    unchanged when given, and return its length in characters: ASCII blocks are only
+    checked, others decoded to count. None (``out`` then to be rolled back) when it is
+    not plain UTF-8; ``Unreadable`` for a NUL byte."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     chars = 0
     for i, data in enumerate(blocks):
@@ -98,7 +150,8 @@ def copy_plain(blocks: Iterable[bytes], out: BinaryIO) -> int | None:
                 chars += len(decoder.decode(data))
             except UnicodeDecodeError:
                 return None
-        out.write(data)
+        if out is not None:
+            out.write(data)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
@@ -106,12 +159,14 @@ def copy_plain(blocks: Iterable[bytes], out: BinaryIO) -> int | None:
     return chars
 
 
-def raw_blocks(path: Path) -> Iterator[bytes]:
-    """A file's bytes in blocks; ``Unreadable`` when it cannot be read, or when it changed
-    while it was read."""
+def raw_blocks(path: Path, opened: list[os.stat_result] | None = None) -> Iterator[bytes]:
+    """A file's bytes in blocks (its ``fstat`` when opened appended to ``opened``);
+    ``Unreadable`` when it cannot be read, or when it changed while it was read."""
     try:
         with path.open("rb", buffering=0) as fh:
             before = os.fstat(fh.fileno())
+            if opened is not None:
+                opened.append(before)
             while block := fh.read(_BLOCK):
                 yield block
     except OSError as exc:
@@ -130,23 +185,48 @@ def document_blocks(
     return iter_text(path, encoding=encoding), None
 
 
+@dataclass(frozen=True)
+class PackWritten:
+    """What :func:`write_pack` wrote: the documents, those it skipped and why, and the
+    files it links to (read where they lie)."""
+
+    packed: list[Packed]
+    skipped: list[Skipped]
+    sources: list[Source]
+
+
 def write_pack(
     found: Sequence[Found],
     out: BinaryIO,
     *,
     encoding: str | None = None,
     cache_dir: Path | None = None,
-) -> tuple[list[Packed], list[Skipped]]:
+    link: bool = True,
+) -> PackWritten:
     """Write every readable document of ``found`` into ``out`` (a new, empty binary file),
-    then the index and the trailer. A document that cannot be read is rolled back and
-    becomes a :class:`Skipped` entry with the reason."""
+    then the index and the trailer: plain UTF-8 files linked (``link``) or copied, the
+    rest's text written. A document that cannot be read is rolled back and becomes a
+    :class:`Skipped` entry with the reason."""
     packed: list[Packed] = []
     skipped: list[Skipped] = []
+    sources: list[Source] = []
     offset = 0
     for item in found:
         kind = kind_of(item.path)
+        plain = kind == "text" and encoding is None
         try:
-            chars, pages = _write_document(item.path, kind, out, offset, encoding, cache_dir)
+            if link and plain:
+                checked = _check_in_place(item.path)
+                if checked is not None:
+                    chars, stamp = checked
+                    number = len(sources)
+                    packed.append(
+                        Packed(item.name, 0, stamp[2], chars, None, item.size, kind, number)
+                    )
+                    sources.append(Source(item.name, item.path, stamp))
+                    continue
+                plain = False  # checked: not plain UTF-8
+            chars, pages = _write_document(item.path, plain, out, encoding, cache_dir)
         except (Unreadable, ContextError) as exc:  # a failed write is an error, no skip
             _roll_back(out, offset)
             skipped.append(Skipped(item.name, str(exc)))
@@ -154,23 +234,74 @@ def write_pack(
         end = out.tell()
         packed.append(Packed(item.name, offset, end - offset, chars, pages, item.size, kind))
         offset = end
+    _write_index(out, offset, packed)
+    return PackWritten(packed, skipped, sources)
+
+
+def _write_index(out: BinaryIO, offset: int, packed: Sequence[Packed]) -> None:
     index = json.dumps([p.to_json() for p in packed], ensure_ascii=False).encode("utf-8")
     out.write(index)
     out.write(PACK_TRAILER.pack(offset, PACK_MAGIC))
-    return packed, skipped
+
+
+def _check_in_place(path: Path) -> tuple[int, Stamp] | None:
+    """A file to link: its characters and stamp when it is plain UTF-8 (that did not
+    change while it was checked: see :func:`raw_blocks`); None when it must be decoded."""
+    opened: list[os.stat_result] = []
+    chars = copy_plain(raw_blocks(path, opened), None)
+    return None if chars is None else (chars, stamp_of(opened[0]))
+
+
+def write_standalone(pack: Path, sources: Sequence[Source], out: BinaryIO) -> None:
+    """Copy ``pack`` into ``out`` with every linked file's text in it, for a sandbox
+    that cannot be handed descriptors. :class:`SourceChanged` if a linked file changed
+    since it was checked."""
+    with pack.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(size - PACK_TRAILER.size)
+        index_at, _ = PACK_TRAILER.unpack(fh.read(PACK_TRAILER.size))
+        fh.seek(index_at)
+        entries = json.loads(fh.read(size - PACK_TRAILER.size - index_at))
+        packed: list[Packed] = []
+        for entry in entries:
+            offset = out.tell()
+            number = entry.pop("source", None)
+            if number is None:
+                fh.seek(entry["offset"])
+                _copy(fh, out, entry["bytes"])
+            else:
+                with os.fdopen(sources[number].open(), "rb") as src:
+                    _copy(src, out, entry["bytes"])
+            pages = tuple(entry["pages"]) if entry["pages"] is not None else None
+            packed.append(
+                Packed(
+                    entry["name"],
+                    offset,
+                    entry["bytes"],
+                    entry["chars"],
+                    pages,
+                    entry["size"],
+                    entry["kind"],
+                )
+            )
+        _write_index(out, out.tell(), packed)
+
+
+def _copy(src: BinaryIO, out: BinaryIO, nbytes: int) -> None:
+    while nbytes > 0:
+        block = src.read(min(_BLOCK, nbytes))
+        if not block:
+            raise SourceChanged("a linked file shrank while it was copied")
+        out.write(block)
+        nbytes -= len(block)
 
 
 def _write_document(
-    path: Path,
-    kind: str,
-    out: BinaryIO,
-    offset: int,
-    encoding: str | None,
-    cache_dir: Path | None,
+    path: Path, plain: bool, out: BinaryIO, encoding: str | None, cache_dir: Path | None
 ) -> tuple[int, tuple[int, ...] | None]:
-    """One document's text into ``out`` from ``offset`` on: copied as it is when it is
-    plain UTF-8, else decoded or converted. Returns its characters and page starts."""
-    plain = kind == "text" and encoding is None
+    """One document's text into ``out``: copied as it is when it may be ``plain`` UTF-8
+    and is, else decoded or converted. Returns its characters and page starts."""
+    offset = out.tell()
     if plain and (chars := copy_plain(raw_blocks(path), out)) is not None:
         return chars, None
     _roll_back(out, offset)

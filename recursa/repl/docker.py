@@ -176,7 +176,8 @@ class DockerSandbox(WorkerSandbox):
             )
         self._config = config
         try:
-            self._context_path, self._format = await config.context.afile()
+            # pipes carry no descriptors: linked files are copied into the pack
+            self._context_path, self._format = await config.context.afile(standalone=True)
             self._layout = make_layout()
             self._leftovers.base = self._layout.base
             if isolation.running_as_root():

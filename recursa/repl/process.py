@@ -33,13 +33,16 @@ import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError
 from .base import CellResult, SandboxConfig
 from .channel import WorkerGone, WorkerLink, read_frame
 from .isolation import Layout
 from .protocol import CellDone, Hello, ProtocolError
+
+if TYPE_CHECKING:
+    from .source_server import SourceServer
 
 __all__ = [
     "EXIT_CONTEXT_FAILED",
@@ -468,6 +471,7 @@ class WorkerProcess:
     log_path: Path
     limits: dict[str, Any] = field(default_factory=dict)
     pidfd: int | None = None
+    sources: SourceServer | None = None  # serves a linked pack's files to this worker
 
     @property
     def dead(self) -> bool:
@@ -508,6 +512,8 @@ class WorkerProcess:
         finally:
             await self.link.aclose()
             self.group.close()
+            if self.sources is not None:
+                await asyncio.to_thread(self.sources.close)
             if self.pidfd is not None:
                 with contextlib.suppress(OSError):
                     os.close(self.pidfd)

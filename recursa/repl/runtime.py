@@ -17,6 +17,8 @@ import base64
 import io
 import json
 import linecache
+import mmap
+import os
 import re
 import struct
 import sys
@@ -153,10 +155,13 @@ class Files(Mapping[str, str]):
 
     Only the index is parsed up front: ``files[name]`` decodes that one document's bytes,
     so code that reads ten files of ten thousand reads ten. ``dict(files)`` reads them all.
+    A linked document (plain UTF-8 left where it lies, see :mod:`recursa.pack`) is read
+    from the descriptor ``open_source(number)`` gives, and closed again.
     """
 
-    def __init__(self, data: Any) -> None:
-        """``data``: the pack's bytes (an ``mmap`` or ``bytes``): text, index, trailer."""
+    def __init__(self, data: Any, open_source: Callable[[int], int] | None = None) -> None:
+        """``data``: the pack's bytes (an ``mmap`` or ``bytes``): text, index, trailer;
+        ``open_source``: a read-only descriptor of a linked document (its number)."""
         size = len(data)
         if size < PACK_TRAILER.size:
             raise ValueError("not a recursa pack (too short)")
@@ -165,6 +170,7 @@ class Files(Mapping[str, str]):
             raise ValueError("not a recursa pack (bad trailer)")
         entries = json.loads(bytes(data[offset : size - PACK_TRAILER.size]))
         self._data = data
+        self._open_source = open_source
         self._entries: dict[str, dict[str, Any]] = {e["name"]: e for e in entries}
 
     def __getitem__(self, name: str) -> str:
@@ -173,8 +179,11 @@ class Files(Mapping[str, str]):
         entry = self._entries.get(name)
         if entry is None:
             raise KeyError(f"{name!r}: no such file ({len(self):,} files: see list(context))")
+        nbytes = entry["bytes"]
+        if "source" in entry:
+            return _read_linked(self._open_source, entry["source"], nbytes, name)
         start = entry["offset"]
-        return str(self._data[start : start + entry["bytes"]], "utf-8")
+        return str(self._data[start : start + nbytes], "utf-8")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
@@ -205,6 +214,24 @@ class Files(Mapping[str, str]):
         more = f", ... ({hidden:,} more)" if hidden > 0 else ""
         chars = sum(int(e["chars"]) for e in self._entries.values())
         return f"<Files: {len(names):,} files, {chars:,} characters: {shown}{more}>"
+
+
+def _read_linked(
+    open_source: Callable[[int], int] | None, number: int, nbytes: int, name: str
+) -> str:
+    """A linked document's text, from a descriptor of it opened for this read."""
+    if open_source is None:
+        raise OSError(f"{name}: this pack links to files it has no way to open")
+    fd = open_source(number)
+    try:
+        if os.fstat(fd).st_size != nbytes:
+            raise OSError(f"{name} changed after the run read it: start the run again")
+        if nbytes == 0:
+            return ""
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+            return str(mm, "utf-8")
+    finally:
+        os.close(fd)
 
 
 def _budget(

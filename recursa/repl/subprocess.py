@@ -107,6 +107,14 @@ class SubprocessSandbox(WorkerSandbox):
         self.context_load_s = 0.0  # how long the last worker took to load the context
 
     @property
+    def _passes_sources(self) -> bool:
+        """Whether the worker can be handed a linked pack's files (pipes carry no
+        descriptors: then they are copied into the pack)."""
+        from .source_server import AVAILABLE
+
+        return self._channel == "socket" and AVAILABLE
+
+    @property
     def isolation(self) -> str:
         if self._isolation:
             return self._isolation
@@ -122,7 +130,7 @@ class SubprocessSandbox(WorkerSandbox):
             raise SandboxError("the sandbox was already started")
         self._config = config
         try:
-            path, fmt = await config.context.afile()
+            path, fmt = await config.context.afile(standalone=not self._passes_sources)
             self._context = (path, fmt)
             self._layout = make_layout()
             self._leftovers.base = self._layout.base
@@ -242,14 +250,25 @@ class SubprocessSandbox(WorkerSandbox):
         popen: dict[str, Any],
     ) -> WorkerProcess:
         assert self._context is not None and self._layout is not None
+        assert self._config is not None
         parent, child = socket.socketpair()
         if hasattr(socket, "SO_PASSCRED"):  # the hello carries the REPL's pid as we see it
             parent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        linked = self._config.context.sources if self._context[1] == "pack" else ()
+        sources = None
+        if linked:
+            from .source_server import SourceServer
+
+            sources = SourceServer(linked)
         context_fd = -1
         try:
             context_fd = os.open(self._context[0], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             config["channel"] = {"fd": child.fileno()}
             config["context"]["fd"] = context_fd
+            pass_fds = [child.fileno(), context_fd]
+            if sources is not None:
+                config["context"]["sources_fd"] = sources.worker_end.fileno()
+                pass_fds.append(sources.worker_end.fileno())
             started = time.perf_counter()
             with self._layout.log.open("ab") as log_file:
                 proc = await asyncio.create_subprocess_exec(
@@ -257,24 +276,29 @@ class SubprocessSandbox(WorkerSandbox):
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=log_file,
-                    pass_fds=(child.fileno(), context_fd),
+                    pass_fds=pass_fds,
                     **popen,
                 )
             group = ProcessGroup(proc)
-        except OSError as exc:
+        except BaseException as exc:
             parent.close()
-            raise _SetupFailed(f"cannot start the worker: {exc}") from None
-        except BaseException:
-            parent.close()
+            if sources is not None:
+                sources.close()
+            if isinstance(exc, OSError):
+                raise _SetupFailed(f"cannot start the worker: {exc}") from None
             raise
         finally:
             child.close()
+            if sources is not None:
+                sources.worker_end.close()  # the worker holds its end now
             if context_fd >= 0:
                 os.close(context_fd)
         try:
             hello, pid = await asyncio.wait_for(_read_hello(parent), self.start_timeout)
         except BaseException as exc:
             parent.close()
+            if sources is not None:
+                sources.close()
             await reap(proc, group, grace=2.0 if isinstance(exc, WorkerGone) else 0.0)
             if isinstance(exc, WorkerGone | ProtocolError | TimeoutError):
                 raise self._start_error(proc, exc, time.perf_counter() - started) from None
@@ -282,7 +306,9 @@ class SubprocessSandbox(WorkerSandbox):
         if hasattr(socket, "SO_PASSCRED"):
             parent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        return self._hello(level, run_as, group, reader, writer, hello, pid or proc.pid)
+        worker = self._hello(level, run_as, group, reader, writer, hello, pid or proc.pid)
+        worker.sources = sources
+        return worker
 
     async def _spawn_stdio(
         self, level: Level, config: dict[str, Any], argv: Any, popen: dict[str, Any]

@@ -19,7 +19,9 @@ path in the config. Start-up, in order:
 2. apply resource limits (memory, CPU time, processes, file size, open files, no core
    files); they cannot be raised again by the code that runs later.
 3. load the context from an inherited read-only file descriptor (memory-mapped and
-   decoded in place: the text never crosses the channel), then close it.
+   decoded in place: the text never crosses the channel), then close it. A pack that
+   links to files where they lie comes with a second socket, on which each one's
+   descriptor is asked for when the code first reads it (:class:`SourceClient`).
 4. say ``hello`` and serve ``run`` messages until the channel closes.
 
 Channel frames are those of :mod:`recursa.repl.protocol` (a 4-byte big-endian length
@@ -40,6 +42,8 @@ import itertools
 import json
 import os
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -124,6 +128,34 @@ class Channel:
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
         return data
+
+
+class SourceClient:
+    """The worker's end of the source channel (:mod:`recursa.repl.source_server`): a
+    read-only descriptor of a file the pack links to, by its number. Each message is
+    whole (``SOCK_SEQPACKET``); a reply left over from an interrupted cell is dropped."""
+
+    def __init__(self, fd: int) -> None:
+        self._sock = socket.socket(fileno=fd)
+        self._lock = threading.Lock()  # the code's threads share the channel
+
+    def open(self, number: int) -> int:
+        with self._lock:
+            self._sock.sendall(struct.pack("<I", number))
+            while True:
+                reply, fds, _flags, _addr = socket.recv_fds(self._sock, 4096, 1)
+                if len(reply) < 7:
+                    raise OSError("the host closed the source channel")
+                answered, status, length = struct.unpack_from("<IBH", reply)
+                if answered == number:
+                    break
+                for fd in fds:  # a reply to a request whose cell was interrupted
+                    os.close(fd)
+        if status == 0 and len(fds) == 1:
+            return fds[0]
+        for fd in fds:
+            os.close(fd)
+        raise OSError(reply[7 : 7 + length].decode("utf-8", "replace") or "refused")
 
 
 class _Slot:
@@ -713,7 +745,8 @@ def main(argv: list[str]) -> None:
     context_fd = (
         int(context_cfg["fd"]) if "fd" in context_cfg else os.open(context_cfg["path"], os.O_RDONLY)
     )
-    inherited = sorted({rfd, wfd, context_fd})
+    sources_fd = int(context_cfg.get("sources_fd", -1))
+    inherited = sorted({rfd, wfd, context_fd} | ({sources_fd} if sources_fd >= 0 else set()))
     try:
         sandbox = config.get("unshare")
         if sandbox:
@@ -749,7 +782,8 @@ def main(argv: list[str]) -> None:
         context = runtime.materialize(context)  # images back into Image objects
     elif context_cfg.get("format") == "pack":
         try:
-            context = runtime.Files(context)
+            opener = SourceClient(sources_fd).open if sources_fd >= 0 else None
+            context = runtime.Files(context, opener)
         except (ValueError, KeyError, TypeError) as exc:
             _fail("context", str(exc))
     worker.repl = runtime.Repl(

@@ -138,7 +138,8 @@ def check_unchanged(path: Path, before: os.stat_result) -> None:
         raise Unreadable(reason_of(exc)) from None
     if after.st_size != before.st_size:
         raise Unreadable(f"changed while read ({before.st_size:,} -> {after.st_size:,} bytes)")
-    if (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+    same = (before.st_dev, before.st_ino, before.st_mtime_ns, before.st_ctime_ns)
+    if (after.st_dev, after.st_ino, after.st_mtime_ns, after.st_ctime_ns) != same:
         raise Unreadable("changed while read")
 
 

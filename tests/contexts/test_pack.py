@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,17 +18,28 @@ def found(root: Path, *names: str) -> list[Found]:
     return [Found(n, root / n, (root / n).stat().st_size) for n in names]
 
 
-def pack(tmp_path: Path, items: list[Found]) -> tuple[Files, list[str]]:
+@pytest.fixture(params=["linked", "copied"])
+def link(request: pytest.FixtureRequest) -> bool:
+    """Every reading test runs on both kinds of pack: plain files linked where they lie
+    (the default) and copied in (``link=False``)."""
+    return bool(request.param == "linked")
+
+
+def pack(tmp_path: Path, items: list[Found], link: bool = True) -> tuple[Files, list[str]]:
     out = tmp_path / "ctx.pack"
     with out.open("w+b") as fh:
-        _, skipped = write_pack(items, fh)
+        written = write_pack(items, fh, link=link)
+    assert bool(written.sources) == (link and any(p.source is not None for p in written.packed))
     with out.open("rb") as fh:
-        files = Files(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
-    return files, [f"{s.name}: {s.reason}" for s in skipped]
+        data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    files = Files(data, lambda number: written.sources[number].open())
+    return files, [f"{s.name}: {s.reason}" for s in written.skipped]
 
 
-def test_every_text_reads_back_by_name_in_order(folder: Path, tmp_path: Path) -> None:
-    files, skipped = pack(tmp_path, found(folder, "a/b.txt", "a/c.md", "z.log.gz", "notes.txt"))
+def test_every_text_reads_back_by_name_in_order(folder: Path, tmp_path: Path, link: bool) -> None:
+    files, skipped = pack(
+        tmp_path, found(folder, "a/b.txt", "a/c.md", "z.log.gz", "notes.txt"), link
+    )
     assert skipped == []
     assert list(files) == ["a/b.txt", "a/c.md", "z.log.gz", "notes.txt"]
     assert files["a/c.md"] == "# Heading\nnaïve café ✓\n"
@@ -43,9 +55,9 @@ def test_every_text_reads_back_by_name_in_order(folder: Path, tmp_path: Path) ->
 
 
 def test_an_unreadable_file_is_rolled_back_and_skipped(
-    folder: Path, binary: Path, tmp_path: Path
+    folder: Path, binary: Path, tmp_path: Path, link: bool
 ) -> None:
-    files, skipped = pack(tmp_path, found(folder, "a/b.txt", "blob.bin", "notes.txt"))
+    files, skipped = pack(tmp_path, found(folder, "a/b.txt", "blob.bin", "notes.txt"), link)
     assert skipped == ["blob.bin: binary (NUL byte)"]
     assert list(files) == ["a/b.txt", "notes.txt"]
     assert files["notes.txt"] == "remember the milk\n" * 50  # not shifted by the binary
@@ -65,14 +77,14 @@ def test_a_file_that_is_not_a_pack_is_refused(tmp_path: Path) -> None:
         Files(b"just some text that is long enough")
 
 
-def test_a_file_that_is_not_utf8_falls_back_to_decoding(tmp_path: Path) -> None:
+def test_a_file_that_is_not_utf8_falls_back_to_decoding(tmp_path: Path, link: bool) -> None:
     root = tmp_path / "src"
     root.mkdir()
     (root / "latin.txt").write_bytes("café au lait".encode("latin-1"))
     (root / "wide.txt").write_bytes("wide é".encode("utf-16"))
     (root / "long.txt").write_text("é" * (1 << 20), encoding="utf-8")  # é across blocks
     items = found(root, "latin.txt", "wide.txt", "long.txt")
-    files, skipped = pack(tmp_path, items)
+    files, skipped = pack(tmp_path, items, link)
     assert skipped == ["latin.txt: not valid UTF-8 at byte 3 (try --encoding)"]
     assert files["wide.txt"] == "wide é" and files.size("long.txt") == 1 << 20
     out = tmp_path / "latin.pack"
@@ -82,7 +94,9 @@ def test_a_file_that_is_not_utf8_falls_back_to_decoding(tmp_path: Path) -> None:
         assert Files(fh.read())["latin.txt"] == "café au lait"
 
 
-def test_plain_copies_decoded_files_and_skips_interleave_correctly(tmp_path: Path) -> None:
+def test_plain_copies_decoded_files_and_skips_interleave_correctly(
+    tmp_path: Path, link: bool
+) -> None:
     root = tmp_path / "mixed"
     root.mkdir()
     kinds = {
@@ -96,7 +110,7 @@ def test_plain_copies_decoded_files_and_skips_interleave_correctly(tmp_path: Pat
         kind = list(kinds)[i % 4]
         names.append(f"{i:02d}-{kind}.txt")
         (root / names[-1]).write_bytes(kinds[kind](i))
-    files, skipped = pack(tmp_path, found(root, *names))
+    files, skipped = pack(tmp_path, found(root, *names), link)
     assert len(skipped) == 12 and all("latin" in s or "late-nul" in s for s in skipped)
     for name in files:
         i = int(name[:2])
@@ -105,7 +119,7 @@ def test_plain_copies_decoded_files_and_skips_interleave_correctly(tmp_path: Pat
 
 
 def test_a_file_that_grows_while_it_is_packed_is_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: bool
 ) -> None:
     """The plain-copy path re-checks the file after its last block: a file appended to
     while it was copied is rolled back and skipped with why, the others kept."""
@@ -115,14 +129,14 @@ def test_a_file_that_grows_while_it_is_packed_is_skipped(
     (tmp_path / "ok.txt").write_text("fine\n")
     raw_blocks = pack_module.raw_blocks
 
-    def appending(path: Path) -> Iterator[bytes]:
-        for i, block in enumerate(raw_blocks(path)):
+    def appending(path: Path, opened: list[os.stat_result] | None = None) -> Iterator[bytes]:
+        for i, block in enumerate(raw_blocks(path, opened)):
             if i == 0 and path.name == "big.txt":
                 with path.open("a") as fh:
                     fh.write("more")
             yield block
 
     monkeypatch.setattr(pack_module, "raw_blocks", appending)
-    files, skipped = pack(tmp_path, found(tmp_path, "big.txt", "ok.txt"))
+    files, skipped = pack(tmp_path, found(tmp_path, "big.txt", "ok.txt"), link)
     assert list(files) == ["ok.txt"] and files["ok.txt"] == "fine\n"
     assert skipped == ["big.txt: changed while read (3,145,728 -> 3,145,732 bytes)"]

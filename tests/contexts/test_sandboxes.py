@@ -66,7 +66,11 @@ EXPECTED = ["Files", ["a/b.txt", "a/c.md", "notes.txt", "z.log.gz"], "# Heading\
 
 @pytest.mark.parametrize(
     ("name", "options"),
-    [*(("subprocess", {"isolation": level}) for level in isolation.LEVELS), ("docker", {})],
+    [
+        *(("subprocess", {"isolation": level}) for level in isolation.LEVELS),
+        ("subprocess", {"channel": "stdio"}),  # no descriptors: the standalone copy
+        ("docker", {}),
+    ],
 )
 async def test_every_isolation_level_maps_the_same_pack(
     folder: Path, name: str, options: dict[str, Any]
