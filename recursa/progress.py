@@ -17,16 +17,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from .budget import Usage
 from .events import ModelCall, NodeEnd, NodeStart, RunStart, TraceEvent, parse_event
 from .trace import Event, Sink, showing
+
+if TYPE_CHECKING:  # rich is imported when something is drawn: a run without progress
+    from rich.console import Console, RenderableType  # never loads it (5 MiB)
+    from rich.live import Live
 
 #: Off a terminal: the most seconds without a line before a heartbeat line.
 HEARTBEAT_S = 5.0
@@ -129,6 +128,8 @@ class ProgressSink:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         if console.is_terminal:
+            from rich.live import Live
+
             self._live = Live(
                 console=console,
                 refresh_per_second=REFRESH_PER_SECOND,
@@ -217,6 +218,11 @@ class ProgressSink:
     # -- the live view ------------------------------------------------------------------
     def renderable(self) -> RenderableType:
         """The live view, built when drawn: nodes, models, batch bars, the summary."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         with self._lock:
             s = self.state
             nodes = Table(box=None, title="recursa", title_justify="left")
@@ -278,5 +284,7 @@ def progress_sinks(enabled: bool) -> Iterator[list[Sink]]:
     if not enabled:
         yield []
         return
+    from rich.console import Console
+
     with showing(ProgressSink(Console(file=sys.stderr, soft_wrap=True))) as sinks:
         yield sinks

@@ -38,6 +38,7 @@ level); 71: the context could not be loaded.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -517,7 +518,7 @@ def enter_sandbox(spec: dict[str, Any], inherited: list[int]) -> None:
     init = os.fork()
     if init:
         os.close(outer_alive)
-        _wait_and_exit(init, inherited)
+        _wait_and_exit(init, inherited, outer_holds)
     # pid 1 of the new namespace
     os.close(outer_holds)
     die_with_parent(libc, None)
@@ -670,10 +671,30 @@ def _exit_code(status: int) -> int:
     return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as shells do
 
 
-def _wait_and_exit(child: int, inherited: list[int]) -> None:
+#: What the outer process becomes: a bare interpreter that waits for pid 1 and exits
+#: with its status (an exec keeps the pid, the children, the parent-death signal and
+#: ignored signals), so the process that only waits does not keep this one's memory.
+_WAITER = """import os, sys
+child = int(sys.argv[1])
+while True:
+    try:
+        _, status = os.waitpid(child, 0)
+    except ChildProcessError:
+        os._exit(1)
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(128 - code if code < 0 else code)
+"""
+
+
+def _wait_and_exit(child: int, inherited: list[int], keep: int) -> None:
+    """The outer process: close the channel, ignore SIGINT, wait for ``child`` (pid 1)
+    and exit with its status, holding ``keep`` open until then."""
     for fd in inherited:
         os.close(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.set_inheritable(keep, True)
+    with contextlib.suppress(OSError):  # else wait here, in this larger process
+        os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", "-c", _WAITER, str(child)])
     while True:
         try:
             _, status = os.waitpid(child, 0)

@@ -25,8 +25,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:  # imported where rules are built: a single file never loads it
+    import pathspec
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class NameFilter:
 
 
 def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec | None:
+    import pathspec
+
     lines = [p for p in patterns if p.strip()]
     return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
 
@@ -114,6 +118,8 @@ def _read_spec(path: Path) -> pathspec.GitIgnoreSpec | None:
         lines = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+    import pathspec
+
     spec = pathspec.GitIgnoreSpec.from_lines(lines.splitlines())
     return spec if spec.patterns else None
 
