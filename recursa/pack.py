@@ -3,17 +3,21 @@ that cannot be read where they lie.
 
 A worker gets its context as one read-only file (an inherited descriptor, a Docker
 mount), so a folder travels the same way at every isolation level. A file that is plain
-UTF-8 as it lies on disk (the common case) is only checked (its blocks scanned, its
-characters counted, its ``stat`` recorded) and *linked*: its index entry names it by
-number, and the worker asks the host for a descriptor of that one file when the code
-first reads it (:mod:`recursa.repl.source_server`). Nothing of it is copied, so a 1 GB folder
-costs a read, not a second gigabyte of page cache. Anything else (another encoding, a
-compressed file, a converted document) has its UTF-8 text written into the pack, one
-block at a time, so the host never holds all the text. Then comes a JSON index (name,
-byte offset and length or source number, characters, page starts, original size, kind)
-and :data:`~recursa.repl.runtime.PACK_TRAILER`. A sandbox that cannot be handed
-descriptors (Docker's pipes) gets :func:`write_standalone`'s copy instead. The reader is
-:class:`recursa.repl.runtime.Files`.
+UTF-8 as it lies on disk (the common case) and at least :data:`LINK_FROM` bytes long is
+only checked (its blocks scanned, its characters counted, its ``stat`` recorded) and
+*linked*: its index entry names it by number, and the worker asks the host for a
+descriptor of that file when the code first reads it
+(:mod:`recursa.repl.source_server`). Nothing of it is copied, so a 1 GB folder costs a
+read, not a second gigabyte of page cache. A smaller plain file is copied as it is:
+reading a linked file costs about 30 µs more than reading a copy, and copying one
+costs 1.5–2.5 µs a KiB (``benchmarks/linked_reads.py``), so the two meet near 16 KiB
+when the code reads every file, and a link wins sooner when it reads fewer. Anything
+else (another encoding, a compressed file, a converted document) has its UTF-8 text
+written into the pack, one block at a time, so the host never holds all the text. Then
+comes a JSON index (name, byte offset and length or source number, characters, page
+starts, original size, kind) and :data:`~recursa.repl.runtime.PACK_TRAILER`. A sandbox
+that cannot be handed descriptors (Docker's pipes) gets :func:`write_standalone`'s copy
+instead. The reader is :class:`recursa.repl.runtime.Files`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from .sources.text import check_unchanged, needs_decoding
 
 PREVIEW_CHARS = 300
 _BLOCK = 1 << 20
+#: Plain files from this size on are linked rather than copied (see above).
+LINK_FROM = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -201,12 +207,12 @@ def write_pack(
     *,
     encoding: str | None = None,
     cache_dir: Path | None = None,
-    link: bool = True,
+    link_from: int | None = LINK_FROM,
 ) -> PackWritten:
     """Write every readable document of ``found`` into ``out`` (a new, empty binary file),
-    then the index and the trailer: plain UTF-8 files linked (``link``) or copied, the
-    rest's text written. A document that cannot be read is rolled back and becomes a
-    :class:`Skipped` entry with the reason."""
+    then the index and the trailer: plain UTF-8 files of ``link_from`` bytes or more
+    linked (None: none), the others copied, the rest's text written. A document that
+    cannot be read is rolled back and becomes a :class:`Skipped` entry with the reason."""
     packed: list[Packed] = []
     skipped: list[Skipped] = []
     sources: list[Source] = []
@@ -215,7 +221,7 @@ def write_pack(
         kind = kind_of(item.path)
         plain = kind == "text" and encoding is None
         try:
-            if link and plain:
+            if plain and link_from is not None and item.size >= link_from:
                 checked = _check_in_place(item.path)
                 if checked is not None:
                     chars, stamp = checked

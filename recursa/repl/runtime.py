@@ -148,6 +148,7 @@ def materialize(value: Any) -> Any:
 PACK_MAGIC = b"RCSPACK1"
 PACK_TRAILER = struct.Struct("<Q8s")
 _NAMES_IN_REPR = 5
+_MAP_FROM = 1 << 20  # a linked file this large is mapped, not read
 
 
 class Files(Mapping[str, str]):
@@ -219,17 +220,22 @@ class Files(Mapping[str, str]):
 def _read_linked(
     open_source: Callable[[int], int] | None, number: int, nbytes: int, name: str
 ) -> str:
-    """A linked document's text, from a descriptor of it opened for this read."""
+    """A linked document's text, from a descriptor of it opened for this read: read
+    whole when small (one system call), mapped when large (no second copy)."""
     if open_source is None:
         raise OSError(f"{name}: this pack links to files it has no way to open")
     fd = open_source(number)
     try:
-        if os.fstat(fd).st_size != nbytes:
-            raise OSError(f"{name} changed after the run read it: start the run again")
-        if nbytes == 0:
-            return ""
-        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
-            return str(mm, "utf-8")
+        if nbytes < _MAP_FROM:
+            data = os.read(fd, nbytes + 1)
+            while len(data) < nbytes and (more := os.read(fd, nbytes + 1 - len(data))):
+                data += more
+            if len(data) == nbytes:
+                return str(data, "utf-8")
+        elif os.fstat(fd).st_size == nbytes:
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+                return str(mm, "utf-8")
+        raise OSError(f"{name} changed after the run read it: start the run again")
     finally:
         os.close(fd)
 

@@ -11,10 +11,14 @@ channel, and the server never blocks the event loop (it is a thread of its own).
 
 The socket is ``SOCK_SEQPACKET``: every request and every reply is one whole message,
 so a cell interrupted between its request and the reply leaves a whole reply queued,
-never half of one. Replies carry their request's number, and the worker drops a reply
-that is not for the number it asked for. Both ways little-endian: a request is a u32
-source number; a reply is that u32, a u8 status (0: ok, the descriptor attached; 1:
-refused), a u16 length and that many bytes of UTF-8 error text.
+never half of one. A request asks for up to :data:`MAX_BATCH` files at once (the one the
+code reads and the next ones, which code that reads one file often reads next: one
+round trip then serves many reads), and each entry of the reply carries its number, so
+the worker files away whatever a reply holds, a late one included. Both ways
+little-endian: a request is one to :data:`MAX_BATCH` u32 source numbers; a reply is a
+u16 count and a u32 number of linked files in the pack, then per number asked a u32
+number, a u8 status (0: ok, its descriptor attached, in order; 1: refused), a u16
+length and that many bytes of UTF-8 error text.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from collections.abc import Sequence
 
 from ..pack import Source
 
-REQUEST = struct.Struct("<I")
-REPLY = struct.Struct("<IBH")
-_MAX_ERROR = 2_000
+NUMBER = struct.Struct("<I")
+HEADER = struct.Struct("<HI")
+ENTRY = struct.Struct("<IBH")
+#: The most files one request asks for (descriptors in one reply).
+MAX_BATCH = 32
+_MAX_ERROR = 500
 #: Whether this platform can hand a worker descriptors this way (else the sandbox gets
 #: a pack with every text copied in).
 AVAILABLE = sys.platform.startswith("linux") and hasattr(socket, "send_fds")
@@ -48,29 +55,38 @@ class SourceServer:
 
     def _serve(self) -> None:
         with contextlib.suppress(OSError):
-            while len(request := self._sock.recv(64)) == REQUEST.size:
-                (number,) = REQUEST.unpack(request)
-                self._answer(number)
+            while True:
+                request = self._sock.recv(NUMBER.size * MAX_BATCH + 1)
+                size = len(request)
+                if not size or size % NUMBER.size or size > NUMBER.size * MAX_BATCH:
+                    break  # the end, or not a request: this channel ends
+                self._answer([n for (n,) in NUMBER.iter_unpack(request)])
         with contextlib.suppress(OSError):  # the worker's next request fails at once
             self._sock.shutdown(socket.SHUT_RDWR)
 
-    def _answer(self, number: int) -> None:
-        if number >= len(self._sources):
-            self._refuse(number, f"no linked file {number} ({len(self._sources):,} in this pack)")
-            return
+    def _answer(self, numbers: list[int]) -> None:
+        parts = [HEADER.pack(len(numbers), len(self._sources))]
+        fds: list[int] = []
         try:
-            fd = self._sources[number].open()
-        except OSError as exc:
-            self._refuse(number, str(exc))
-            return
-        try:
-            socket.send_fds(self._sock, [REPLY.pack(number, 0, 0)], [fd])
+            for number in numbers:
+                try:
+                    if number >= len(self._sources):
+                        total = len(self._sources)
+                        raise OSError(f"no linked file {number} ({total:,} in this pack)")
+                    fds.append(self._sources[number].open())
+                except OSError as exc:
+                    text = str(exc).encode("utf-8", "replace")[:_MAX_ERROR]
+                    parts.append(ENTRY.pack(number, 1, len(text)) + text)
+                else:
+                    parts.append(ENTRY.pack(number, 0, 0))
+            reply = b"".join(parts)
+            if fds:
+                socket.send_fds(self._sock, [reply], fds)
+            else:
+                self._sock.send(reply)
         finally:
-            os.close(fd)
-
-    def _refuse(self, number: int, message: str) -> None:
-        text = message.encode("utf-8", "replace")[:_MAX_ERROR]
-        self._sock.send(REPLY.pack(number, 1, len(text)) + text)
+            for fd in fds:
+                os.close(fd)
 
     def close(self) -> None:
         """End the thread (the worker's end closes with the worker)."""

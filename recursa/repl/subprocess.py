@@ -332,6 +332,8 @@ class SubprocessSandbox(WorkerSandbox):
                     stderr=log_file,
                     **popen,
                 )
+        except OSError as exc:  # as on the socket channel: another level may work
+            raise _SetupFailed(f"cannot start the worker: {exc}") from None
         finally:
             if context_fd >= 0:
                 os.close(context_fd)

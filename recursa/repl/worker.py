@@ -133,30 +133,81 @@ class Channel:
 
 class SourceClient:
     """The worker's end of the source channel (:mod:`recursa.repl.source_server`): a
-    read-only descriptor of a file the pack links to, by its number. Each message is
-    whole (``SOCK_SEQPACKET``); a reply left over from an interrupted cell is dropped."""
+    read-only descriptor of a file the pack links to, by its number.
+
+    Each request asks for the file wanted and the next ones not yet held (code that
+    reads one file often reads the next), up to :data:`BATCH`; the descriptors that
+    come back unasked-for wait in :attr:`_held` (at most ``BATCH``, the oldest closed
+    first) and serve a later read if the file's size and times have not moved since.
+    Every message is whole (``SOCK_SEQPACKET``), and each entry names its file, so a
+    reply left over from an interrupted cell is filed away like any other."""
+
+    BATCH = 32
 
     def __init__(self, fd: int) -> None:
         self._sock = socket.socket(fileno=fd)
         self._lock = threading.Lock()  # the code's threads share the channel
+        self._held: dict[int, tuple[int, tuple[int, int, int]]] = {}
+        self._total: int | None = None  # linked files in the pack, from the first reply
 
     def open(self, number: int) -> int:
         with self._lock:
-            self._sock.sendall(struct.pack("<I", number))
+            held = self._held.pop(number, None)
+            if held is not None:
+                fd, seen = held
+                if _moved(fd) == seen:
+                    return fd
+                os.close(fd)  # changed since it was sent: the host checks it again
+            end = number + self.BATCH
+            if self._total is not None:
+                end = min(end, self._total)
+            wanted = [number, *(n for n in range(number + 1, end) if n not in self._held)]
+            self._sock.sendall(b"".join(struct.pack("<I", n) for n in wanted))
             while True:
-                reply, fds, _flags, _addr = socket.recv_fds(self._sock, 4096, 1)
-                if len(reply) < 7:
-                    raise OSError("the host closed the source channel")
-                answered, status, length = struct.unpack_from("<IBH", reply)
-                if answered == number:
+                answer = self._receive(number)
+                if answer is not None:
                     break
-                for fd in fds:  # a reply to a request whose cell was interrupted
-                    os.close(fd)
-        if status == 0 and len(fds) == 1:
-            return fds[0]
-        for fd in fds:
-            os.close(fd)
-        raise OSError(reply[7 : 7 + length].decode("utf-8", "replace") or "refused")
+        if isinstance(answer, int):
+            return answer
+        raise OSError(answer)
+
+    def _receive(self, number: int) -> int | str | None:
+        """Read one reply, keep what it holds; the descriptor (or the refusal) for
+        ``number`` when it holds one, else None."""
+        reply, fds, _flags, _addr = socket.recv_fds(self._sock, 20_000, self.BATCH)
+        if len(reply) < 6:
+            for fd in fds:
+                os.close(fd)
+            raise OSError("the host closed the source channel")
+        count, self._total = struct.unpack_from("<HI", reply)
+        at, answer = 6, None
+        for _ in range(count):
+            got, status, length = struct.unpack_from("<IBH", reply, at)
+            text = reply[at + 7 : at + 7 + length].decode("utf-8", "replace")
+            at += 7 + length
+            sent = fds.pop(0) if status == 0 and fds else None
+            if got == number and answer is None:
+                answer = sent if sent is not None else (text or "the host sent no descriptor")
+            elif sent is not None:
+                self._keep(got, sent)
+        for extra in fds:
+            os.close(extra)
+        return answer
+
+    def _keep(self, number: int, fd: int) -> None:
+        old = self._held.pop(number, None)
+        if old is not None:
+            os.close(old[0])
+        self._held[number] = (fd, _moved(fd))
+        while len(self._held) > self.BATCH:
+            oldest = next(iter(self._held))
+            os.close(self._held.pop(oldest)[0])
+
+
+def _moved(fd: int) -> tuple[int, int, int]:
+    """What changes when a file is written: its size and times."""
+    st = os.fstat(fd)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class _Slot:

@@ -154,9 +154,12 @@ async def test_a_garbled_request_ends_only_the_source_channel(corpus: Path) -> N
     server = SourceServer(ctx.sources)
     try:
         worker = server.worker_end
-        worker.sendall(struct.pack("<I", 1))
-        reply, fds, _, _ = socket.recv_fds(worker, 4096, 1)
-        assert struct.unpack("<IBH", reply) == (1, 0, 0) and len(fds) == 1
+        worker.sendall(struct.pack("<II", 1, 7))
+        reply, fds, _, _ = socket.recv_fds(worker, 4096, 2)
+        assert struct.unpack_from("<HI", reply) == (2, 3)  # two entries; 3 linked files
+        assert struct.unpack_from("<IBH", reply, 6) == (1, 0, 0) and len(fds) == 1
+        assert struct.unpack_from("<IBH", reply, 13)[:2] == (7, 1)
+        assert reply[20:].decode() == "no linked file 7 (3 in this pack)"
         assert os.read(fds[0], 3) == b"1: "
         os.close(fds[0])
         worker.sendall(b"\x01\x02")  # not a request
@@ -178,3 +181,46 @@ async def test_a_reply_left_by_an_interrupted_read_is_not_taken_for_the_next(
         result = await sandbox.run(INTERRUPTED, timeout=30)
     assert result.error is None, result.error
     assert result.output == "1: 2:\n"
+
+
+def test_small_plain_files_are_copied_large_ones_linked(tmp_path: Path) -> None:
+    from recursa.pack import LINK_FROM
+
+    root = tmp_path / "sizes"
+    root.mkdir()
+    (root / "small.txt").write_text("s" * (LINK_FROM - 1))
+    (root / "large.txt").write_text("l" * LINK_FROM)
+    result = written(root, tmp_path / "ctx.pack")
+    assert [s.name for s in result.sources] == ["large.txt"]
+    linked = {p.name: p.source for p in result.packed}
+    assert linked == {"large.txt": 0, "small.txt": None}
+
+
+MANY = 80
+
+
+@pytest.fixture
+def many(tmp_path: Path) -> Path:
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(MANY):
+        (root / f"f{i:03d}.txt").write_text(f"{i:03d}" + "x" * 40_000)
+    return root
+
+
+async def test_many_linked_files_read_in_batches_and_a_held_one_is_checked_again(
+    many: Path,
+) -> None:
+    """Reading the first file asks for the next ones too; one of those that changed
+    before the code read it is refused, not read as it is now."""
+    async with started("subprocess", many) as sandbox:
+        first = await sandbox.run("print(context['f000.txt'][:3])", timeout=30)
+        (many / "f005.txt").write_text("005" + "y" * 40_000)  # same size, new content
+        changed = await sandbox.run("context['f005.txt']", timeout=30)
+        rest = await sandbox.run(
+            "print(sum(1 for n in context if n != 'f005.txt' and context[n][:3] == n[1:4]))",
+            timeout=60,
+        )
+    assert first.output == "000\n"
+    assert changed.error is not None and "f005.txt changed after the run read it" in changed.error
+    assert rest.error is None and rest.output == f"{MANY - 1}\n"

@@ -20,15 +20,16 @@ def found(root: Path, *names: str) -> list[Found]:
 
 @pytest.fixture(params=["linked", "copied"])
 def link(request: pytest.FixtureRequest) -> bool:
-    """Every reading test runs on both kinds of pack: plain files linked where they lie
-    (the default) and copied in (``link=False``)."""
+    """Every reading test runs on both kinds of pack: every plain file linked where it
+    lies (``link_from=0``; by default only files of 16 KiB or more are) and every one
+    copied in (``link_from=None``)."""
     return bool(request.param == "linked")
 
 
 def pack(tmp_path: Path, items: list[Found], link: bool = True) -> tuple[Files, list[str]]:
     out = tmp_path / "ctx.pack"
     with out.open("w+b") as fh:
-        written = write_pack(items, fh, link=link)
+        written = write_pack(items, fh, link_from=0 if link else None)
     assert bool(written.sources) == (link and any(p.source is not None for p in written.packed))
     with out.open("rb") as fh:
         data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
