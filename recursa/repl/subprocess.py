@@ -254,7 +254,7 @@ class SubprocessSandbox(WorkerSandbox):
         parent, child = socket.socketpair()
         if hasattr(socket, "SO_PASSCRED"):  # the hello carries the REPL's pid as we see it
             parent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        linked = self._config.context.sources if self._context[1] == "pack" else ()
+        linked = self._config.context.sources if self._passes_sources else ()
         sources = None
         if linked:
             from .source_server import SourceServer
