@@ -28,7 +28,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from recursa.pack import write_pack, write_standalone  # noqa: E402
+from recursa.pack import LINK_FROM, write_pack, write_standalone  # noqa: E402
 from recursa.repl.base import SandboxConfig  # noqa: E402
 from recursa.repl.runtime import Files  # noqa: E402
 from recursa.repl.subprocess import SubprocessSandbox  # noqa: E402
@@ -74,7 +74,7 @@ def make_folder(root: Path, files: int, size: int) -> list[Found]:
 def pack(found: list[Found], out: Path, link_from: int | None) -> tuple[float, tuple[Any, ...]]:
     started = time.perf_counter()
     with out.open("w+b") as fh:
-        written = write_pack(found, fh, **({} if link_from == -1 else {"link_from": link_from}))
+        written = write_pack(found, fh, link_from=link_from)
     return time.perf_counter() - started, tuple(written.sources)
 
 
@@ -109,7 +109,7 @@ def main() -> None:
             root = Path(tmp)
             (root / "src").mkdir()
             found = make_folder(root / "src", args.files, size)
-            default_s, default_sources = pack(found, root / "default.pack", -1)
+            default_s, default_sources = pack(found, root / "default.pack", LINK_FROM)
             linked_s, linked_sources = pack(found, root / "linked.pack", 0)
             started = time.perf_counter()
             with (root / "copied.pack").open("w+b") as out:

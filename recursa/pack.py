@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import mmap
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import ContextError
-from .repl.runtime import PACK_MAGIC, PACK_TRAILER
+from .repl.runtime import PACK_MAGIC, PACK_TRAILER, pack_index
 from .sources import Found, Skipped, Unreadable, convert, iter_text, kind_of
 from .sources.text import check_unchanged, needs_decoding
 
@@ -240,12 +241,13 @@ def write_pack(
         end = out.tell()
         packed.append(Packed(item.name, offset, end - offset, chars, pages, item.size, kind))
         offset = end
-    _write_index(out, offset, packed)
+    _write_index(out, offset, [p.to_json() for p in packed])
     return PackWritten(packed, skipped, sources)
 
 
-def _write_index(out: BinaryIO, offset: int, packed: Sequence[Packed]) -> None:
-    index = json.dumps([p.to_json() for p in packed], ensure_ascii=False).encode("utf-8")
+def _write_index(out: BinaryIO, offset: int, entries: Sequence[dict[str, Any]]) -> None:
+    """The index (its entries as JSON) at ``offset``, then the trailer."""
+    index = json.dumps(list(entries), ensure_ascii=False).encode("utf-8")
     out.write(index)
     out.write(PACK_TRAILER.pack(offset, PACK_MAGIC))
 
@@ -262,13 +264,8 @@ def write_standalone(pack: Path, sources: Sequence[Source], out: BinaryIO) -> No
     """Copy ``pack`` into ``out`` with every linked file's text in it, for a sandbox
     that cannot be handed descriptors. :class:`SourceChanged` if a linked file changed
     since it was checked."""
-    with pack.open("rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        fh.seek(size - PACK_TRAILER.size)
-        index_at, _ = PACK_TRAILER.unpack(fh.read(PACK_TRAILER.size))
-        fh.seek(index_at)
-        entries = json.loads(fh.read(size - PACK_TRAILER.size - index_at))
-        packed: list[Packed] = []
+    with pack.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        entries = pack_index(data)
         for entry in entries:
             offset = out.tell()
             number = entry.pop("source", None)
@@ -278,19 +275,8 @@ def write_standalone(pack: Path, sources: Sequence[Source], out: BinaryIO) -> No
             else:
                 with os.fdopen(sources[number].open(), "rb") as src:
                     _copy(src, out, entry["bytes"])
-            pages = tuple(entry["pages"]) if entry["pages"] is not None else None
-            packed.append(
-                Packed(
-                    entry["name"],
-                    offset,
-                    entry["bytes"],
-                    entry["chars"],
-                    pages,
-                    entry["size"],
-                    entry["kind"],
-                )
-            )
-        _write_index(out, out.tell(), packed)
+            entry["offset"] = offset
+        _write_index(out, out.tell(), entries)
 
 
 def _copy(src: BinaryIO, out: BinaryIO, nbytes: int) -> None:

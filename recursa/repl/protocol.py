@@ -26,6 +26,10 @@ its own dataclass (:data:`HostRequest`): ``llm_query``, ``llm_batch``,
 ``rlm_query``, ``rlm_batch``, ``cancel``, ``budget``, ``tool`` or ``cite``;
 :func:`encode_request` is its inverse (the payload the REPL sends).
 
+The source channel (a second socket, :mod:`recursa.repl.source_server`) has its own
+small binary format, :data:`SOURCE_NUMBER`, :data:`SOURCE_HEADER` and
+:data:`SOURCE_ENTRY`, defined here so that both ends read the same structs.
+
 Text that does not decode as UTF-8 arrives with U+FFFD in place of the bad bytes
 (as the host always read it), so a lone surrogate the REPL printed never reaches
 the host as an unencodable ``str``.
@@ -38,6 +42,7 @@ import binascii
 import json
 import math
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +65,14 @@ MAX_ID = 2**63 - 1
 MAX_CITATIONS = 64
 MAX_QUOTE_CHARS = 4_000
 MAX_ITEM_CHARS = 1_000
+#: The source channel, little-endian: a request is 1 to :data:`SOURCE_BATCH`
+#: ``SOURCE_NUMBER``s; a reply is a ``SOURCE_HEADER`` (entries, linked files in the pack)
+#: and per number asked a ``SOURCE_ENTRY`` (number, status 0 ok / 1 refused, length of
+#: the error text that follows), the descriptors of the ok ones attached in order.
+SOURCE_NUMBER = struct.Struct("<I")
+SOURCE_HEADER = struct.Struct("<HI")
+SOURCE_ENTRY = struct.Struct("<IBH")
+SOURCE_BATCH = 32
 #: The image types a sub-call may carry, by the bytes they must start with (the host
 #: builds a ``data:`` URL from checked bytes only: never a URL the model wrote).
 IMAGE_MAGIC: dict[str, tuple[bytes, ...]] = {

@@ -151,6 +151,19 @@ _NAMES_IN_REPR = 5
 _MAP_FROM = 1 << 20  # a linked file this large is mapped, not read
 
 
+def pack_index(data: Any) -> list[dict[str, Any]]:
+    """A pack's index entries, from its bytes (an ``mmap`` or ``bytes``); ValueError if
+    they are not a pack."""
+    size = len(data)
+    if size < PACK_TRAILER.size:
+        raise ValueError("not a recursa pack (too short)")
+    offset, magic = PACK_TRAILER.unpack_from(data, size - PACK_TRAILER.size)
+    if magic != PACK_MAGIC or offset > size - PACK_TRAILER.size:
+        raise ValueError("not a recursa pack (bad trailer)")
+    entries: list[dict[str, Any]] = json.loads(bytes(data[offset : size - PACK_TRAILER.size]))
+    return entries
+
+
 class Files(Mapping[str, str]):
     """Many documents as one read-only mapping of name to text, over a pack file's bytes.
 
@@ -163,13 +176,7 @@ class Files(Mapping[str, str]):
     def __init__(self, data: Any, open_source: Callable[[int], int] | None = None) -> None:
         """``data``: the pack's bytes (an ``mmap`` or ``bytes``): text, index, trailer;
         ``open_source``: a read-only descriptor of a linked document (its number)."""
-        size = len(data)
-        if size < PACK_TRAILER.size:
-            raise ValueError("not a recursa pack (too short)")
-        offset, magic = PACK_TRAILER.unpack_from(data, size - PACK_TRAILER.size)
-        if magic != PACK_MAGIC or offset > size - PACK_TRAILER.size:
-            raise ValueError("not a recursa pack (bad trailer)")
-        entries = json.loads(bytes(data[offset : size - PACK_TRAILER.size]))
+        entries = pack_index(data)
         self._data = data
         self._open_source = open_source
         self._entries: dict[str, dict[str, Any]] = {e["name"]: e for e in entries}

@@ -11,14 +11,11 @@ channel, and the server never blocks the event loop (it is a thread of its own).
 
 The socket is ``SOCK_SEQPACKET``: every request and every reply is one whole message,
 so a cell interrupted between its request and the reply leaves a whole reply queued,
-never half of one. A request asks for up to :data:`MAX_BATCH` files at once (the one the
+never half of one. A request asks for up to ``SOURCE_BATCH`` files at once (the one the
 code reads and the next ones, which code that reads one file often reads next: one
 round trip then serves many reads), and each entry of the reply carries its number, so
-the worker files away whatever a reply holds, a late one included. Both ways
-little-endian: a request is one to :data:`MAX_BATCH` u32 source numbers; a reply is a
-u16 count and a u32 number of linked files in the pack, then per number asked a u32
-number, a u8 status (0: ok, its descriptor attached, in order; 1: refused), a u16
-length and that many bytes of UTF-8 error text.
+the worker files away whatever a reply holds, a late one included. The wire format is
+in :mod:`recursa.repl.protocol` (``SOURCE_*``), shared with the worker's end.
 """
 
 from __future__ import annotations
@@ -26,19 +23,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Sequence
 
 from ..pack import Source
+from .protocol import SOURCE_BATCH, SOURCE_ENTRY, SOURCE_HEADER, SOURCE_NUMBER
 
-NUMBER = struct.Struct("<I")
-HEADER = struct.Struct("<HI")
-ENTRY = struct.Struct("<IBH")
-#: The most files one request asks for (descriptors in one reply).
-MAX_BATCH = 32
 _MAX_ERROR = 500
+_MAX_REQUEST = SOURCE_NUMBER.size * SOURCE_BATCH
 #: Whether this platform can hand a worker descriptors this way (else the sandbox gets
 #: a pack with every text copied in).
 AVAILABLE = sys.platform.startswith("linux") and hasattr(socket, "send_fds")
@@ -56,16 +49,16 @@ class SourceServer:
     def _serve(self) -> None:
         with contextlib.suppress(OSError):
             while True:
-                request = self._sock.recv(NUMBER.size * MAX_BATCH + 1)
+                request = self._sock.recv(_MAX_REQUEST + 1)
                 size = len(request)
-                if not size or size % NUMBER.size or size > NUMBER.size * MAX_BATCH:
+                if not size or size % SOURCE_NUMBER.size or size > _MAX_REQUEST:
                     break  # the end, or not a request: this channel ends
-                self._answer([n for (n,) in NUMBER.iter_unpack(request)])
+                self._answer([n for (n,) in SOURCE_NUMBER.iter_unpack(request)])
         with contextlib.suppress(OSError):  # the worker's next request fails at once
             self._sock.shutdown(socket.SHUT_RDWR)
 
     def _answer(self, numbers: list[int]) -> None:
-        parts = [HEADER.pack(len(numbers), len(self._sources))]
+        parts = [SOURCE_HEADER.pack(len(numbers), len(self._sources))]
         fds: list[int] = []
         try:
             for number in numbers:
@@ -76,9 +69,9 @@ class SourceServer:
                     fds.append(self._sources[number].open())
                 except OSError as exc:
                     text = str(exc).encode("utf-8", "replace")[:_MAX_ERROR]
-                    parts.append(ENTRY.pack(number, 1, len(text)) + text)
+                    parts.append(SOURCE_ENTRY.pack(number, 1, len(text)) + text)
                 else:
-                    parts.append(ENTRY.pack(number, 0, 0))
+                    parts.append(SOURCE_ENTRY.pack(number, 0, 0))
             reply = b"".join(parts)
             if fds:
                 socket.send_fds(self._sock, [reply], fds)

@@ -44,7 +44,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -136,13 +135,11 @@ class SourceClient:
     read-only descriptor of a file the pack links to, by its number.
 
     Each request asks for the file wanted and the next ones not yet held (code that
-    reads one file often reads the next), up to :data:`BATCH`; the descriptors that
-    come back unasked-for wait in :attr:`_held` (at most ``BATCH``, the oldest closed
+    reads one file often reads the next), up to ``protocol.SOURCE_BATCH``; the
+    descriptors that come back unasked-for wait in :attr:`_held` (as many, the oldest closed
     first) and serve a later read if the file's size and times have not moved since.
     Every message is whole (``SOCK_SEQPACKET``), and each entry names its file, so a
     reply left over from an interrupted cell is filed away like any other."""
-
-    BATCH = 32
 
     def __init__(self, fd: int) -> None:
         self._sock = socket.socket(fileno=fd)
@@ -158,11 +155,11 @@ class SourceClient:
                 if _moved(fd) == seen:
                     return fd
                 os.close(fd)  # changed since it was sent: the host checks it again
-            end = number + self.BATCH
+            end = number + protocol.SOURCE_BATCH
             if self._total is not None:
                 end = min(end, self._total)
             wanted = [number, *(n for n in range(number + 1, end) if n not in self._held)]
-            self._sock.sendall(b"".join(struct.pack("<I", n) for n in wanted))
+            self._sock.sendall(b"".join(protocol.SOURCE_NUMBER.pack(n) for n in wanted))
             while True:
                 answer = self._receive(number)
                 if answer is not None:
@@ -174,17 +171,19 @@ class SourceClient:
     def _receive(self, number: int) -> int | str | None:
         """Read one reply, keep what it holds; the descriptor (or the refusal) for
         ``number`` when it holds one, else None."""
-        reply, fds, _flags, _addr = socket.recv_fds(self._sock, 20_000, self.BATCH)
-        if len(reply) < 6:
+        header, entry = protocol.SOURCE_HEADER, protocol.SOURCE_ENTRY
+        reply, fds, _flags, _addr = socket.recv_fds(self._sock, 20_000, protocol.SOURCE_BATCH)
+        if len(reply) < header.size:
             for fd in fds:
                 os.close(fd)
             raise OSError("the host closed the source channel")
-        count, self._total = struct.unpack_from("<HI", reply)
-        at, answer = 6, None
+        count, self._total = header.unpack_from(reply)
+        at, answer = header.size, None
         for _ in range(count):
-            got, status, length = struct.unpack_from("<IBH", reply, at)
-            text = reply[at + 7 : at + 7 + length].decode("utf-8", "replace")
-            at += 7 + length
+            got, status, length = entry.unpack_from(reply, at)
+            at += entry.size
+            text = reply[at : at + length].decode("utf-8", "replace")
+            at += length
             sent = fds.pop(0) if status == 0 and fds else None
             if got == number and answer is None:
                 answer = sent if sent is not None else (text or "the host sent no descriptor")
@@ -199,7 +198,7 @@ class SourceClient:
         if old is not None:
             os.close(old[0])
         self._held[number] = (fd, _moved(fd))
-        while len(self._held) > self.BATCH:
+        while len(self._held) > protocol.SOURCE_BATCH:
             oldest = next(iter(self._held))
             os.close(self._held.pop(oldest)[0])
 
@@ -744,14 +743,10 @@ def _wait_and_exit(child: int, inherited: list[int], keep: int) -> None:
         os.close(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_inheritable(keep, True)
-    with contextlib.suppress(OSError):  # else wait here, in this larger process
+    with contextlib.suppress(OSError):
         os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", "-c", _WAITER, str(child)])
-    while True:
-        try:
-            _, status = os.waitpid(child, 0)
-        except ChildProcessError:
-            os._exit(1)
-        os._exit(_exit_code(status))
+    sys.argv = ["-c", str(child)]  # the exec failed: the same loop, in this larger process
+    exec(_WAITER, {"__name__": "__waiter__"})
 
 
 def _reap_until(worker: int, inherited: list[int]) -> None:
