@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from recursa.context import Context
-from recursa.pack import SourceChanged, write_pack, write_standalone
+from recursa.pack import PackWritten, SourceChanged, write_pack, write_standalone
 from recursa.repl import isolation
 from recursa.repl.runtime import Files
 from recursa.sources import Found
@@ -35,7 +35,7 @@ def corpus(tmp_path: Path) -> Path:
     return root
 
 
-def written(root: Path, out: Path):  # type: ignore[no-untyped-def]
+def written(root: Path, out: Path) -> PackWritten:
     items = [Found(p.name, p, p.stat().st_size) for p in sorted(root.iterdir())]
     with out.open("w+b") as fh:
         return write_pack(items, fh)
