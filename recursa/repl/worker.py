@@ -15,7 +15,8 @@ path in the config. Start-up, in order:
    it, drop to an unprivileged user (when started as root) and drop every capability.
    (The ``bubblewrap`` level gets the same from ``bwrap`` before this process starts,
    and this process is its pid 1.) pid 1 is made non-dumpable and forks the REPL, so
-   nothing in the sandbox can ptrace it into outliving the host (``become_init``).
+   nothing in the sandbox can ptrace it into outliving the host, then execs a bare
+   interpreter to reap (``become_init``).
 2. apply resource limits (memory, CPU time, processes, file size, open files, no core
    files); they cannot be raised again by the code that runs later.
 3. load the context from an inherited read-only file descriptor (memory-mapped and
@@ -51,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 EXIT_SETUP_FAILED = 70  # the sandbox could not be built: a different isolation level may work
 EXIT_CONTEXT_FAILED = 71  # the context could not be loaded (too big for the memory limit?)
+INIT_READY = b"1"  # pid 1 to the REPL: non-dumpable again after its exec (become_init)
 
 
 def _load_beside(name: str, module_name: str) -> Any:
@@ -541,8 +543,9 @@ def die_with_parent(libc: _Libc, parent: int | None) -> None:
         os._exit(1)  # the parent died before we asked to die with it
 
 
-def enter_sandbox(spec: dict[str, Any], inherited: list[int]) -> None:
-    """Become the REPL process of a fresh set of namespaces; return only in that process.
+def enter_sandbox(spec: dict[str, Any], inherited: list[int]) -> int:
+    """Become the REPL process of a fresh set of namespaces; return only in that process,
+    with the gate of :func:`become_init`.
 
     Three processes: this one stays outside and exits with the REPL's status; its child
     is pid 1 of the new pid namespace (it reaps orphans; when it dies the kernel kills
@@ -568,7 +571,7 @@ def enter_sandbox(spec: dict[str, Any], inherited: list[int]) -> None:
     init = os.fork()
     if init:
         os.close(outer_alive)
-        _wait_and_exit(init, inherited, outer_holds)
+        _become_reaper(init, inherited, outer_holds)  # the outer process: wait for pid 1
     # pid 1 of the new namespace
     os.close(outer_holds)
     die_with_parent(libc, None)
@@ -594,25 +597,45 @@ def enter_sandbox(spec: dict[str, Any], inherited: list[int]) -> None:
     except OSError:
         pass
     _drop_capabilities(libc, last_cap)
-    become_init(libc, inherited)
+    return become_init(libc, inherited)
 
 
-def become_init(libc: _Libc, inherited: list[int]) -> None:
+def become_init(libc: _Libc, inherited: list[int]) -> int:
     """As pid 1 of the sandbox's pid namespace: fork the REPL (which returns) and reap.
 
     pid 1 holds the namespace: while it lives, so may any daemon the REPL starts
     (``setsid``, double forks), and its parent-death signal is what ends it with the
     host. So nothing in the namespace may ptrace it or write its memory (to clear that
-    signal, or keep it from exiting): it is made non-dumpable before the REPL exists,
+    signal, or keep it from exiting): it is non-dumpable whenever model code can run,
     and ptrace of a non-dumpable process needs CAP_SYS_PTRACE over its memory, which no
     process of the sandbox has. The REPL makes itself dumpable again (its own /proc/self).
+
+    pid 1 then execs a bare interpreter to reap (:data:`_INIT`), so it does not keep
+    this process's memory. An exec makes a process dumpable again, so the new program
+    first makes itself non-dumpable and only then writes to the returned *gate*: the
+    REPL reads it (:func:`_wait_for_init`) before it says hello, that is before any
+    code of the model runs.
     """
     libc("prctl(DUMPABLE)", "prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)
+    gate, opens = os.pipe()
     worker = os.fork()
     if worker:
-        _reap_until(worker, inherited)
+        os.close(gate)
+        _become_reaper(worker, inherited, opens, opens)
+    os.close(opens)
     libc("prctl(DUMPABLE)", "prctl", PR_SET_DUMPABLE, 1, 0, 0, 0)
     die_with_parent(libc, 1)
+    return gate
+
+
+def _wait_for_init(gate: int) -> None:
+    """The REPL: wait until pid 1 is non-dumpable again after its exec."""
+    try:
+        said = os.read(gate, 1)
+    finally:
+        os.close(gate)
+    if said != INIT_READY:
+        raise SetupError("the sandbox's init did not start")
 
 
 def _exit_if_hung_up(fd: int) -> None:
@@ -716,51 +739,42 @@ def _drop_capabilities(libc: _Libc, last_cap: int) -> None:
     libc("capset", "capset", header, data)
 
 
-def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as shells do
-
-
-#: What the outer process becomes: a bare interpreter that waits for pid 1 and exits
-#: with its status (an exec keeps the pid, the children, the parent-death signal and
-#: ignored signals), so the process that only waits does not keep this one's memory.
-_WAITER = """import os, sys
-child = int(sys.argv[1])
+#: What the outer process and pid 1 become (see :func:`become_init`): a bare interpreter
+#: that reaps until its ``child`` exits, then exits with its status (128 + N for a
+#: signal, as shells do). An exec keeps the pid, the children, the parent-death signal
+#: and ignored signals, so a process that only waits does not keep this one's memory.
+#: Given a ``gate`` (pid 1), it first makes itself non-dumpable again and opens it.
+_REAPER = f"""import os, sys
+child, gate = int(sys.argv[1]), int(sys.argv[2])
+if gate >= 0:
+    import ctypes
+    if ctypes.CDLL(None).prctl({PR_SET_DUMPABLE}, 0, 0, 0, 0) != 0:
+        os._exit({EXIT_SETUP_FAILED})
+    os.write(gate, {INIT_READY!r})
+    os.close(gate)
 while True:
     try:
-        _, status = os.waitpid(child, 0)
+        pid, status = os.wait()
     except ChildProcessError:
         os._exit(1)
-    code = os.waitstatus_to_exitcode(status)
-    os._exit(128 - code if code < 0 else code)
+    if pid == child:
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(128 - code if code < 0 else code)
 """
 
 
-def _wait_and_exit(child: int, inherited: list[int], keep: int) -> None:
-    """The outer process: close the channel, ignore SIGINT, wait for ``child`` (pid 1)
-    and exit with its status, holding ``keep`` open until then."""
+def _become_reaper(child: int, inherited: list[int], keep: int, gate: int = -1) -> None:
+    """Close the channel, ignore SIGINT and exec :data:`_REAPER` in a bare interpreter,
+    holding ``keep`` open; if the exec fails, run it in this process."""
     for fd in inherited:
         os.close(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_inheritable(keep, True)
+    args = [str(child), str(gate)]
     with contextlib.suppress(OSError):
-        os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", "-c", _WAITER, str(child)])
-    sys.argv = ["-c", str(child)]  # the exec failed: the same loop, in this larger process
-    exec(_WAITER, {"__name__": "__waiter__"})
-
-
-def _reap_until(worker: int, inherited: list[int]) -> None:
-    """pid 1: reap every orphan; exit (so the kernel kills the namespace) with the REPL."""
-    for fd in inherited:
-        os.close(fd)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            os._exit(1)
-        if pid == worker:
-            os._exit(_exit_code(status))
+        os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", "-c", _REAPER, *args])
+    sys.argv = ["-c", *args]  # the exec failed: the same code, in this larger process
+    exec(_REAPER, {"__name__": "__reaper__"})
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -814,12 +828,13 @@ def main(argv: list[str]) -> None:
     )
     sources_fd = int(context_cfg.get("sources_fd", -1))
     inherited = sorted({rfd, wfd, context_fd} | ({sources_fd} if sources_fd >= 0 else set()))
+    init_gate = None
     try:
         sandbox = config.get("unshare")
         if sandbox:
-            enter_sandbox(sandbox, inherited)
+            init_gate = enter_sandbox(sandbox, inherited)
         elif config.get("init"):  # bubblewrap --as-pid-1: be the namespace's init
-            become_init(_Libc(), inherited)
+            init_gate = become_init(_Libc(), inherited)
         elif config.get("die_with_parent") and sys.platform.startswith("linux"):
             die_with_parent(_Libc(), config.get("host_pid"))
         os.chdir(config["cwd"])
@@ -861,6 +876,11 @@ def main(argv: list[str]) -> None:
         max_output_chars=int(repl_cfg.get("max_output_chars", 20_000)),
     )
     del context
+    if init_gate is not None:
+        try:
+            _wait_for_init(init_gate)
+        except (SetupError, OSError) as exc:
+            _fail("setup", str(exc))
     worker.start_threads()
     worker.channel.send(protocol.Hello(os.getpid(), context_s, limits))
     worker.serve()

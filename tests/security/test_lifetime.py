@@ -163,6 +163,29 @@ async def test_the_sandbox_init_cannot_be_ptraced(level: str) -> None:
         assert (await sb.run("'still here'", timeout=10)).output == "still here\n"
 
 
+INIT_SHAPE = r"""
+import os
+argv = open("/proc/1/cmdline", "rb").read().split(b"\0")
+def rss(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+print(repr({"argv": [a.decode() for a in argv[1:6]], "init": rss(1), "repl": rss(os.getpid())}))
+"""
+
+
+async def test_the_sandbox_init_is_a_bare_reaper(level: str) -> None:
+    """pid 1 execs a bare interpreter once the REPL exists (it keeps none of the
+    worker's memory) and is non-dumpable again before any cell runs (the test above)."""
+    async with started("subprocess", isolation=level) as sb:
+        result = await sb.run(INIT_SHAPE, timeout=10)
+        assert result.error is None, result.error
+        out = eval(result.output)
+        assert out["argv"][:4] == ["-I", "-S", "-B", "-c"], out
+        assert not any("worker.py" in a for a in out["argv"]), out
+        assert out["init"] < 0.8 * out["repl"], out
+
+
 async def test_a_daemon_dies_when_the_sandbox_closes(level: str, marker: str, reaper: None) -> None:
     async with started("subprocess", isolation=level) as sb:
         result = await sb.run(daemon_cell(marker), timeout=10)
