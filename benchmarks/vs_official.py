@@ -54,6 +54,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from bench_server import FastScriptedServer  # noqa: E402
+
 from recursa.testing import ScriptedServer  # noqa: E402
 
 CHARS_PER_TOKEN = 4
@@ -405,11 +407,29 @@ def command_for(
     ]  # fmt: skip
 
 
+def make_server(kind: str, router: Router) -> ScriptedServer | FastScriptedServer:
+    """The scripted server both implementations talk to: ``asyncio`` (the default:
+    it answers 1,024 requests in flight without adding its own spread) or ``threaded``
+    (:class:`recursa.testing.ScriptedServer`, the server of the earlier figures)."""
+    if kind == "asyncio":
+        return FastScriptedServer(router)
+    server = ScriptedServer(router)
+    # ThreadingHTTPServer listens with a backlog of 5; a burst of concurrent
+    # connections would overflow it and cost 1 s SYN retries. Linux lets a
+    # listening socket's backlog be raised by calling listen() again.
+    server._server.socket.listen(4096)
+    # Its handler writes the headers and the body in two send() calls; with Nagle
+    # on, the body waits for the client's delayed ACK (~40 ms per response), a
+    # test-server artefact that would swamp per-turn overheads. Send at once.
+    server._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+    return server
+
+
 def run_once(
     impl: Impl,
     scenario: Scenario,
     round_no: int,
-    server: ScriptedServer,
+    server: ScriptedServer | FastScriptedServer,
     router: Router,
     workdir: Path,
     concurrency: int | None,
@@ -846,6 +866,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="where the context files go")
     parser.add_argument("--keep-files", action="store_true")
     parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument(
+        "--server", choices=("asyncio", "threaded"), default="asyncio",
+        help="the scripted server: one asyncio loop (default) or recursa.testing's threaded "
+        "ScriptedServer (the earlier figures)",
+    )  # fmt: skip
     parser.add_argument("--json-out", type=Path, default=None, help="write every run as JSON")
     args = parser.parse_args(argv)
     if args.quick:
@@ -900,6 +925,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"recursa: {args.recursa_python} (sandboxes: {args.sandboxes}; concurrency {limit}, "
+        f"server: {args.server}; "
         f"the CLI's default is {cli_default_concurrency()}); "
         + (f"official: rlms {official_version} at {args.official_python} (batch concurrency "
            f"{OFFICIAL_CONCURRENCY})" if official_version else "official: skipped")
@@ -908,15 +934,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[RunResult] = []
     try:
         scenarios = build_scenarios(args, workdir)
-        with ScriptedServer(router) as server:
-            # ThreadingHTTPServer listens with a backlog of 5; a burst of concurrent
-            # connections would overflow it and cost 1 s SYN retries. Linux lets a
-            # listening socket's backlog be raised by calling listen() again.
-            server._server.socket.listen(4096)
-            # Its handler writes the headers and the body in two send() calls; with Nagle
-            # on, the body waits for the client's delayed ACK (~40 ms per response), a
-            # test-server artefact that would swamp per-turn overheads. Send at once.
-            server._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+        with make_server(args.server, router) as server:
             if not args.no_warmup and scenarios:
                 warm = min(scenarios, key=lambda s: s.context.stat().st_size + s.latency * 1e9)
                 for impl in impls:
