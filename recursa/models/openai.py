@@ -5,9 +5,10 @@ Two clients send the same request (one JSON body, built once by
 and errors go through the same code:
 
 - ``http`` (the default): :class:`~recursa.models.openai_http.ChatClient`, a lean
-  ``aiohttp`` client for ``POST /chat/completions``. ``import openai`` takes about a
-  second, on the critical path before a run's first request, and the SDK's request
-  machinery costs 2-3x this client's CPU a request (docs/performance.md).
+  HTTP/1.1 client on the standard library's asyncio streams for ``POST
+  /chat/completions``. ``import openai`` takes about a second, on the critical path
+  before a run's first request, and the SDK's request machinery costs several times
+  this client's CPU a request (docs/performance.md).
 - ``sdk``: the official ``openai`` SDK (its low-level ``post``, its aiohttp transport),
   with its own retries turned off. ``RECURSA_OPENAI_CLIENT=sdk`` or ``client="sdk"``.
 
@@ -47,13 +48,12 @@ from .base import (
     ToolSchema,
     TransientError,
     estimate_tokens,
-    installed,
     message_tokens,
     offered_tools,
     refuse,
     text_listener,
 )
-from .openai_http import ChatClient, HTTPStatusError, error_detail
+from .openai_http import ChatClient, ClientError, HTTPStatusError, error_detail
 from .registry import ModelOptions
 
 if TYPE_CHECKING:
@@ -94,11 +94,6 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
         self.client = client_kind(client, spec=f"{self.provider}/{name}")
         self._stream_refused = False  # the server answered a streamed request with a 400
         super().__init__(name, options=options)
-        if self.client == "http" and not installed("aiohttp"):
-            raise ConfigError(
-                f"{self.spec} needs the 'aiohttp' package: pip install 'openai[aiohttp]' "
-                f"(or {CLIENT_ENV}=sdk)"
-            )
         base_url = base_url or options.base_url or os.environ.get("OPENAI_BASE_URL")
         api_key = api_key or options.api_key or os.environ.get("OPENAI_API_KEY")
         if not api_key:
@@ -237,13 +232,11 @@ class OpenAIModel(SDKModel["openai.AsyncOpenAI | ChatClient"]):
     @contextlib.contextmanager
     def _http_errors(self, client: ChatClient) -> Iterator[None]:
         """The lean client's failures as the model's errors."""
-        import aiohttp  # imported with the client
-
         try:
             yield
         except HTTPStatusError as exc:
             raise self._status_error(exc.status, exc.detail, exc.headers) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ClientError, OSError, TimeoutError) as exc:
             # refused or no such host: at once; a timeout or a reset: retried
             raise connection_error(exc, spec=self.spec, url=client.base_url) from exc
 
