@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 
 from ..errors import AuthenticationError, ContextWindowError, ModelError, ModelNotFoundError
@@ -99,9 +100,10 @@ _UNRESOLVED_TEXT = re.compile(
 
 
 def unreachable(exc: BaseException, *, by_text: bool = True) -> str | None:
-    """``"connection refused"`` or ``"cannot resolve host"`` when ``exc`` (or an error it
-    was raised from) says the endpoint is not there, else ``None`` (a timeout, a reset:
-    worth retrying). A DNS failure that may pass (``EAI_AGAIN``) is not one of them.
+    """``"connection refused"``, ``"cannot resolve host"`` or ``"TLS certificate not
+    trusted (...)"`` when ``exc`` (or an error it was raised from) says the endpoint is
+    not there or cannot be trusted, else ``None`` (a timeout, a reset: worth retrying).
+    A DNS failure that may pass (``EAI_AGAIN``) is not one of them.
     ``by_text=False`` trusts only the exceptions' types and errnos, not their messages
     (for an HTTP error, whose body may quote anything)."""
     seen: set[int] = set()
@@ -114,6 +116,9 @@ def unreachable(exc: BaseException, *, by_text: bool = True) -> str | None:
         seen.add(id(current))
         if isinstance(current, TimeoutError):
             return None  # a connect timeout: the host is there, or may be
+        if isinstance(current, ssl.SSLCertVerificationError):
+            # the endpoint's certificate is not trusted here: the same on every retry
+            return f"TLS certificate not trusted ({current.verify_message or current.reason})"
         if isinstance(current, socket.gaierror):
             if current.errno == socket.EAI_AGAIN:
                 return None
