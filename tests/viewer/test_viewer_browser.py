@@ -313,7 +313,7 @@ def test_bench_directory_grid_filters_and_opens_traces(
 
 
 def test_tool_runs_show_in_the_sub_call_and_timeline_as_text(
-    page: Any, tool_trace: Path, serve_path: Start
+    page: Any, expect: Any, tool_trace: Path, serve_path: Start
 ) -> None:
     from tests.viewer.conftest import SCRIPT_ARGUMENT
 
@@ -331,7 +331,7 @@ def test_tool_runs_show_in_the_sub_call_and_timeline_as_text(
     assert "1 failed" in sub.locator("summary").inner_text()
     sub.locator("summary").click()
     runs = sub.locator(".tool-run")
-    assert runs.count() == 2
+    expect(runs).to_have_count(2)  # drawn when the details open: wait for them
     ok, failed = runs.nth(0), runs.nth(1)
     assert ok.locator(".tool-name").inner_text() == "gauge"
     assert "step 1" in ok.locator(".tool-head").inner_text()
