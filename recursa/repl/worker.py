@@ -610,7 +610,7 @@ def become_init(libc: _Libc, inherited: list[int]) -> int:
     and ptrace of a non-dumpable process needs CAP_SYS_PTRACE over its memory, which no
     process of the sandbox has. The REPL makes itself dumpable again (its own /proc/self).
 
-    pid 1 then execs a bare interpreter to reap (:data:`_INIT`), so it does not keep
+    pid 1 then execs a bare interpreter to reap (:data:`_REAPER`), so it does not keep
     this process's memory. An exec makes a process dumpable again, so the new program
     first makes itself non-dumpable and only then writes to the returned *gate*: the
     REPL reads it (:func:`_wait_for_init`) before it says hello, that is before any
