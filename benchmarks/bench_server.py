@@ -6,9 +6,11 @@ answered over a spread of about 45 ms on 2 cores, and a batch can never look clo
 than 1.2x to its latency floor whatever the client does (docs/performance.md). This
 server answers on one event loop in a thread of its own: a request costs about 0.2 ms
 of CPU here (64 at once on kept-alive connections), and ``latency`` is an
-``asyncio.sleep``, so 1,024 requests in flight wait together. It speaks what both benchmarked clients send (``POST .../chat/completions``,
-HTTP/1.1 with keep-alive, JSON bodies, no streaming) and the same reply payloads as
-``ScriptedServer``; ``reply`` is called with a :class:`recursa.testing.Received`.
+``asyncio.sleep``, so 1,024 requests in flight wait together. It speaks what both
+benchmarked clients send (``POST .../chat/completions``, HTTP/1.1 with keep-alive,
+JSON bodies, no streaming) and answers with the payloads ``ScriptedServer`` sends
+(:func:`recursa.testing.chat_completion`); ``reply`` is called with a
+:class:`recursa.testing.Received`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ import contextlib
 import json
 import socket
 import threading
-import time
 from types import TracebackType
 from typing import Any, Self
 
-from recursa.testing import Received, ReplyFunction
+from recursa.testing import Received, Reply, ReplyFunction, chat_completion
 
 MAX_HEADER_LINES = 100
 
@@ -120,8 +121,8 @@ class FastScriptedServer:
         finally:
             self._in_flight -= 1
         self.served += 1
-        text = reply if isinstance(reply, str) else reply.text
-        self._write(writer, 200, completion(request, text, self.served))
+        answer = reply if isinstance(reply, Reply) else Reply(reply)
+        self._write(writer, 200, chat_completion(request, answer, serial=self.served))
         await writer.drain()
         return headers.get("connection", "").lower() != "close"
 
@@ -133,28 +134,3 @@ class FastScriptedServer:
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
         )
         writer.write(head.encode("latin-1") + data)
-
-
-def completion(request: Received, text: str, serial: int) -> dict[str, Any]:
-    """A ``chat.completion`` payload, its usage estimated at 4 characters a token as
-    :class:`recursa.testing.ScriptedServer` does."""
-    prompt = sum(len(str(m.get("content", ""))) for m in request.get("messages", [])) // 4
-    completion_tokens = max(1, len(text) // 4)
-    return {
-        "id": f"chatcmpl-{serial}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request.get("model", "scripted"),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": max(1, prompt),
-            "completion_tokens": completion_tokens,
-            "total_tokens": max(1, prompt) + completion_tokens,
-        },
-    }

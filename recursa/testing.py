@@ -415,16 +415,7 @@ class ScriptedServer(ScriptedHTTPServer):
 
     def usage(self, request: Received, reply: Reply) -> dict[str, Any]:
         """A reply's ``usage``: estimated, then the reply's overrides and the ``cost``."""
-        prompt = _tokens("".join(str(m.get("content", "")) for m in request.get("messages", [])))
-        usage: dict[str, Any] = {
-            "prompt_tokens": prompt,
-            "completion_tokens": _tokens(reply.text),
-            "total_tokens": prompt + _tokens(reply.text),
-            **reply.usage,
-        }
-        if self.cost is not None:
-            usage["cost"] = self.cost
-        return usage
+        return chat_usage(request, reply, cost=self.cost)
 
     def stream(self, request: Received, reply: Reply) -> Stream:
         """The ``chat.completion.chunk`` events of a streamed ``reply``: the role, the
@@ -455,21 +446,51 @@ class ScriptedServer(ScriptedHTTPServer):
         self, request: Received, reply: Reply, *, model: str | None = None
     ) -> dict[str, Any]:
         """A ``chat.completion`` payload for ``reply``; ``model`` defaults to the request's."""
-        usage = self.usage(request, reply)
-        return {
-            "id": f"chatcmpl-{len(self.requests)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model or request.get("model", "scripted"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": _message(reply, len(self.requests)),
-                    "finish_reason": "tool_calls" if reply.tool_calls else "stop",
-                }
-            ],
-            "usage": usage,
-        }
+        return chat_completion(
+            request, reply, serial=len(self.requests), model=model, cost=self.cost
+        )
+
+
+def chat_usage(request: Received, reply: Reply, *, cost: float | None = None) -> dict[str, Any]:
+    """A reply's ``usage``: estimated (4 characters a token), then the reply's overrides
+    and ``cost``, if any."""
+    prompt = _tokens("".join(str(m.get("content", "")) for m in request.get("messages", [])))
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": _tokens(reply.text),
+        "total_tokens": prompt + _tokens(reply.text),
+        **reply.usage,
+    }
+    if cost is not None:
+        usage["cost"] = cost
+    return usage
+
+
+def chat_completion(
+    request: Received,
+    reply: Reply,
+    *,
+    serial: int,
+    model: str | None = None,
+    cost: float | None = None,
+) -> dict[str, Any]:
+    """A ``chat.completion`` payload for ``reply`` (the ``serial``-th answer, in its id);
+    ``model`` defaults to the request's. Any server speaking the protocol may build its
+    replies with it, as :class:`ScriptedServer` does."""
+    return {
+        "id": f"chatcmpl-{serial}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model or request.get("model", "scripted"),
+        "choices": [
+            {
+                "index": 0,
+                "message": _message(reply, serial),
+                "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+            }
+        ],
+        "usage": chat_usage(request, reply, cost=cost),
+    }
 
 
 def _message(reply: Reply, serial: int) -> dict[str, Any]:
