@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -190,6 +191,12 @@ class _Server(ThreadingHTTPServer):
     # Fan-out tests open hundreds of connections at once: keep them all in the backlog.
     request_queue_size = 1024
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away before its reply (a cancelled request) is no error of
+        the server's: only other failures print their traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _tokens(text: str) -> int:
